@@ -1,0 +1,101 @@
+/**
+ * Checking a scenario: explore it and compare the verdict with what the
+ * scenario expects. Browser-safe; the command line and the library API both
+ * use it.
+ */
+import type { Finding } from './checkers/finding.ts';
+import {
+  type Counterexample,
+  type ExploreOptions,
+  explore,
+  type StopReason,
+  type Verdict,
+} from './explorer/explore.ts';
+import type { ReplayToken } from './explorer/token.ts';
+import { compile } from './scenario/compile.ts';
+import type { ExpectSpec, ScenarioSpec } from './scenario/spec.ts';
+
+/** A finding as reported: with the token that replays the execution it was found in. */
+export type ReportedFinding = Finding & { readonly token: ReplayToken };
+
+export interface CheckStats {
+  readonly executions: number;
+  readonly steps: number;
+  readonly complete: boolean;
+  readonly ms: number;
+  readonly redundant: number;
+  readonly extraExecutions: number;
+}
+
+export interface CheckResult {
+  readonly file: string;
+  readonly name: string;
+  readonly verdict: Verdict;
+  readonly expected: ExpectSpec | null;
+  readonly met: boolean;
+  /** The counterexample's findings in order, then a wanted code's if it was missing. */
+  readonly findings: readonly ReportedFinding[];
+  readonly counterexample: Counterexample | null;
+  readonly wanted: Counterexample | null;
+  readonly stats: CheckStats;
+  readonly stopped: StopReason | null;
+  readonly strategy: 'dfs' | 'random';
+}
+
+export interface CheckOptions {
+  readonly maxExecutions?: number;
+  readonly timeoutMs?: number;
+  readonly seed?: number;
+  readonly strategy?: 'dfs' | 'random';
+  readonly onProgress?: ExploreOptions['onProgress'];
+  readonly now?: () => number;
+}
+
+/** Whether a result meets the expectation (none means: must be safe). */
+export function meets(verdict: Verdict, findings: readonly Finding[], expected: ExpectSpec | null): boolean {
+  if (!expected) return verdict === 'safe';
+  if (verdict !== expected.verdict) return false;
+  return !expected.finding || findings.some((f) => f.code === expected.finding);
+}
+
+function reported(cex: Counterexample | null): ReportedFinding[] {
+  return cex ? cex.findings.map((f) => ({ ...f, token: cex.token })) : [];
+}
+
+export function checkScenario(spec: ScenarioSpec, file: string, opts: CheckOptions = {}): CheckResult {
+  const now = opts.now ?? (() => globalThis.performance.now());
+  const t0 = now();
+  const strategy = opts.strategy ?? spec.explore.strategy ?? 'dfs';
+  const program = compile(spec);
+  const r = explore(program, {
+    strategy,
+    maxExecutions: opts.maxExecutions ?? spec.explore.max_executions ?? 1_000_000,
+    ...(opts.timeoutMs !== undefined ? { deadline: t0 + opts.timeoutMs } : {}),
+    seed: opts.seed ?? spec.explore.seed ?? 1,
+    want: spec.expect?.verdict === 'bug' ? (spec.expect.finding ?? null) : null,
+    now,
+    ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
+  });
+  const findings = reported(r.counterexample);
+  for (const f of reported(r.wanted)) if (!findings.some((g) => g.code === f.code)) findings.push(f);
+  return {
+    file,
+    name: spec.name,
+    verdict: r.verdict,
+    expected: spec.expect,
+    met: meets(r.verdict, findings, spec.expect),
+    findings,
+    counterexample: r.counterexample,
+    wanted: r.wanted,
+    stats: {
+      executions: r.stats.executions,
+      steps: r.stats.steps,
+      complete: r.stats.complete,
+      ms: Math.round(now() - t0),
+      redundant: r.stats.redundant,
+      extraExecutions: r.stats.extraExecutions,
+    },
+    stopped: r.stopped,
+    strategy,
+  };
+}

@@ -1,0 +1,193 @@
+/**
+ * Findings: what the checkers record when the modelled kernel breaks a rule.
+ *
+ * Findings are data (a union keyed by `code`), never exceptions; renderers in
+ * `src/report/` turn them into kernel-style text or JSON. The codes are the
+ * ones of the scenario contract (docs/finding-codes.md).
+ */
+
+export const FINDING_CODES = [
+  'use-after-free',
+  'stale-mapping',
+  'access-after-revoke',
+  'lock-not-held',
+  'lock-held',
+  'lock-held-on-return',
+  'lock-order',
+  'deadlock',
+  'wait-in-signalling',
+  'leak',
+  'refcount',
+  'api-misuse',
+] as const;
+
+export type FindingCode = (typeof FINDING_CODES)[number];
+
+/** Where something happened: thread, step and the kernel call stack (innermost last). */
+export interface Origin {
+  readonly thread: string;
+  readonly step: number;
+  readonly stack: readonly string[];
+}
+
+/** A physical frame as reports show it. */
+export interface FrameInfo {
+  readonly pfn: number;
+  readonly pool: string;
+  /** What the frame backed when it was allocated ("bo (ttm, VRAM) page 0"). */
+  readonly owner: string;
+}
+
+/** An importer translation (SPTE, CPU PTE, DMA mapping) as reports show it. */
+export interface TranslationInfo {
+  readonly kind: 'spte' | 'pte' | 'dma';
+  readonly importer: string;
+  readonly buffer: string;
+  readonly page: number;
+  readonly pfn: number;
+  readonly made: Origin;
+}
+
+export interface LockInfo {
+  readonly name: string;
+  readonly class: string;
+}
+
+export interface HeldLockInfo extends LockInfo {
+  readonly mode: 'read' | 'write';
+  readonly acquired: Origin;
+}
+
+interface FindingBase {
+  /** Step (1-based, counting every step of the execution) at which it was found. */
+  readonly step: number;
+  /** Thread that was running. */
+  readonly thread: string;
+  /** Kernel function performing the offending access or call. */
+  readonly fn: string;
+  readonly stack: readonly string[];
+  /** Rule ids from the reference ([K4], [LT8], …). */
+  readonly rules: readonly string[];
+  /** One line, kernel flavoured. */
+  readonly message: string;
+}
+
+export interface UseAfterFreeFinding extends FindingBase {
+  readonly code: 'use-after-free';
+  readonly access: { readonly how: 'guest' | 'cpu' | 'dma'; readonly via: TranslationInfo };
+  readonly frame: FrameInfo;
+  readonly allocated: Origin | null;
+  readonly freed: Origin | null;
+  /** Set when the frame was allocated again after the free. */
+  readonly reused: (Origin & { readonly owner: string }) | null;
+}
+
+export interface StaleMappingFinding extends FindingBase {
+  readonly code: 'stale-mapping';
+  readonly event: 'free' | 'revoke' | 'install' | 'teardown';
+  readonly translation: TranslationInfo;
+  readonly frame: FrameInfo;
+}
+
+export interface AccessAfterRevokeFinding extends FindingBase {
+  readonly code: 'access-after-revoke';
+  readonly access: { readonly how: 'guest' | 'cpu' | 'dma'; readonly via: TranslationInfo };
+  readonly frame: FrameInfo;
+  readonly revoked: Origin | null;
+}
+
+export interface LockNotHeldFinding extends FindingBase {
+  readonly code: 'lock-not-held';
+  readonly lock: LockInfo;
+  readonly held: readonly HeldLockInfo[];
+}
+
+export interface LockHeldFinding extends FindingBase {
+  readonly code: 'lock-held';
+  readonly lock: LockInfo;
+  readonly held: readonly HeldLockInfo[];
+}
+
+export interface LockHeldOnReturnFinding extends FindingBase {
+  readonly code: 'lock-held-on-return';
+  /** The fault handler (or "thread exit") that returned with locks held. */
+  readonly handler: string;
+  readonly held: readonly HeldLockInfo[];
+}
+
+/** One edge of lockdep's dependency graph: `from` was held when `to` was taken. */
+export interface LockDependency {
+  readonly from: string;
+  readonly to: string;
+  /** Where the edge was first seen; null for edges primed at boot ([L8]). */
+  readonly seen: Origin | null;
+}
+
+export interface LockOrderFinding extends FindingBase {
+  readonly code: 'lock-order';
+  readonly kind: 'circular' | 'nesting';
+  /** The lock being acquired. */
+  readonly lock: LockInfo;
+  /** The existing chain that the new dependency closes into a cycle. */
+  readonly chain: readonly LockDependency[];
+  readonly held: readonly HeldLockInfo[];
+}
+
+export interface DeadlockWaiter {
+  readonly thread: string;
+  readonly fn: string;
+  readonly stack: readonly string[];
+  readonly waitsFor: string;
+  readonly holder: string | null;
+  readonly held: readonly HeldLockInfo[];
+}
+
+export interface DeadlockFinding extends FindingBase {
+  readonly code: 'deadlock';
+  readonly kind: 'recursive' | 'all-blocked';
+  readonly waiters: readonly DeadlockWaiter[];
+}
+
+export interface WaitInSignallingFinding extends FindingBase {
+  readonly code: 'wait-in-signalling';
+  readonly what: string;
+}
+
+export interface LeakFinding extends FindingBase {
+  readonly code: 'leak';
+  readonly what: 'reference' | 'attachment' | 'pin' | 'mapping' | 'vmap';
+  readonly object: string;
+  readonly count: number;
+}
+
+export interface RefcountFinding extends FindingBase {
+  readonly code: 'refcount';
+  readonly what: 'underflow' | 'use-after-release' | 'release-while-attached';
+  readonly object: string;
+  readonly released: Origin | null;
+}
+
+export interface ApiMisuseFinding extends FindingBase {
+  readonly code: 'api-misuse';
+  readonly call: string;
+  readonly reason: string;
+}
+
+export type Finding =
+  | UseAfterFreeFinding
+  | StaleMappingFinding
+  | AccessAfterRevokeFinding
+  | LockNotHeldFinding
+  | LockHeldFinding
+  | LockHeldOnReturnFinding
+  | LockOrderFinding
+  | DeadlockFinding
+  | WaitInSignallingFinding
+  | LeakFinding
+  | RefcountFinding
+  | ApiMisuseFinding;
+
+/** The code-specific part of a finding; the kernel fills in where and when. */
+export type FindingDetail<F extends Finding = Finding> = F extends Finding
+  ? Omit<F, keyof FindingBase> & { readonly message: string; readonly rules: readonly string[] }
+  : never;

@@ -1,0 +1,197 @@
+/**
+ * Lockdep: lock classes, the dependency graph between them and the locks each
+ * thread holds.
+ *
+ * Like the kernel's lockdep, the graph is primed with the canonical order
+ * that `dma_resv_lockdep()` and the vfio/KVM code establish ([L8], [L9],
+ * [I16]), so a scenario that exercises only one half of an inversion is still
+ * reported. The graph lives for one execution, so every report replays from
+ * its token.
+ */
+import type { Lock } from '../kernel/locking.ts';
+import { SHARED } from '../kernel/locking.ts';
+import type { Task } from '../kernel/sched.ts';
+import type { WwAcquireCtx, WwMutex } from '../kernel/ww-mutex.ts';
+import type { HeldLockInfo, LockDependency, Origin } from './finding.ts';
+
+/** Lock classes the built-in model uses (kernel spelling). */
+export const LOCK_CLASS = {
+  mmap_lock: 'mmap_lock',
+  memory_lock: 'vdev->memory_lock',
+  resv: 'reservation_ww_class_mutex',
+  i_mmap: 'mapping->i_mmap_rwsem',
+  mmu_lock: 'kvm->mmu_lock',
+  fence: 'dma_fence->lock',
+} as const;
+
+/**
+ * The order primed at boot, outermost first: mmap_lock → memory_lock → resv →
+ * i_mmap_rwsem, and resv → the importers' locks (KVM's mmu_lock) ([L8], [L9]).
+ */
+export const PRIMED_ORDER: readonly (readonly [string, string])[] = [
+  [LOCK_CLASS.mmap_lock, LOCK_CLASS.memory_lock],
+  [LOCK_CLASS.mmap_lock, LOCK_CLASS.resv],
+  [LOCK_CLASS.memory_lock, LOCK_CLASS.resv],
+  [LOCK_CLASS.resv, LOCK_CLASS.i_mmap],
+  [LOCK_CLASS.resv, LOCK_CLASS.mmu_lock],
+  [LOCK_CLASS.mmu_lock, LOCK_CLASS.fence],
+];
+
+/** The class-level dependency graph of one execution. */
+export class LockGraph {
+  private readonly deps = new Map<string, Map<string, LockDependency>>();
+
+  constructor(primed: readonly (readonly [string, string])[] = PRIMED_ORDER) {
+    for (const [a, b] of primed) this.add({ from: a, to: b, seen: null });
+  }
+
+  add(dep: LockDependency): void {
+    let m = this.deps.get(dep.from);
+    if (!m) {
+      m = new Map();
+      this.deps.set(dep.from, m);
+    }
+    if (!m.has(dep.to)) m.set(dep.to, dep);
+  }
+
+  has(from: string, to: string): boolean {
+    return this.deps.get(from)?.has(to) ?? false;
+  }
+
+  /** A chain of dependencies from `from` to `to`, shortest first, or null. */
+  path(from: string, to: string): LockDependency[] | null {
+    const prev = new Map<string, LockDependency>();
+    const queue = [from];
+    const seen = new Set([from]);
+    while (queue.length) {
+      const c = queue.shift() as string;
+      if (c === to) {
+        const chain: LockDependency[] = [];
+        let x = to;
+        while (x !== from) {
+          const d = prev.get(x) as LockDependency;
+          chain.unshift(d);
+          x = d.from;
+        }
+        return chain;
+      }
+      for (const [n, d] of this.deps.get(c) ?? []) {
+        if (seen.has(n)) continue;
+        seen.add(n);
+        prev.set(n, d);
+        queue.push(n);
+      }
+    }
+    return null;
+  }
+}
+
+/** The call stack of `t` now, with the running step's function innermost while still in its frame. */
+export function callStack(t: Task): string[] {
+  const stack = t.stack.slice();
+  const s = t.pending;
+  if (s.fn && s.depth === stack.length && stack[stack.length - 1] !== s.fn) stack.push(s.fn);
+  return stack;
+}
+
+/** Where `t` is now: its step and call stack. */
+export function origin(t: Task): Origin {
+  return { thread: t.name, step: t.k.step, stack: callStack(t) };
+}
+
+export function heldInfo(t: Task): HeldLockInfo[] {
+  return t.held.map((h) => ({
+    name: h.lock.name,
+    class: h.lock.cls,
+    mode: h.mode === SHARED ? 'read' : 'write',
+    acquired: { thread: t.name, step: h.step, stack: h.stack },
+  }));
+}
+
+/**
+ * Before blocking on `lock`: taking a lock this thread already holds
+ * exclusively can never succeed (AA deadlock, lockdep's "possible recursive
+ * locking detected").
+ */
+export function checkRecursion(t: Task, lock: Lock, fn: string): void {
+  if (lock.owner !== t) return;
+  t.k.report(t, {
+    code: 'deadlock',
+    kind: 'recursive',
+    waiters: [
+      {
+        thread: t.name,
+        fn,
+        stack: t.stack.slice(),
+        waitsFor: lock.name,
+        holder: t.name,
+        held: heldInfo(t),
+      },
+    ],
+    rules: lock.kind === 'ww_mutex' ? ['L6', 'L10', 'I15'] : ['I16'],
+    message: `possible recursive locking detected: ${t.name} takes ${lock.name} again in ${fn}`,
+  });
+}
+
+/** After `t` took `lock`: order and nesting checks, then record it as held. */
+export function lockAcquired(t: Task, lock: Lock, mode: number, ctx: WwAcquireCtx | null = null): void {
+  const k = t.k;
+  if (t.signalling > 0 && lock.kind === 'ww_mutex') {
+    k.report(t, {
+      code: 'wait-in-signalling',
+      what: `${lock.name} taken`,
+      rules: ['L11', 'I22'],
+      message: `${lock.name} taken inside a dma_fence signalling critical section`,
+    });
+  }
+  for (const h of t.held) {
+    const other = h.lock;
+    if (other === lock) continue;
+    if (other.cls === lock.cls) {
+      const sameCtx = ctx !== null && lock.kind === 'ww_mutex' && (other as WwMutex).ctx === ctx;
+      if (!sameCtx) {
+        k.report(t, {
+          code: 'lock-order',
+          kind: 'nesting',
+          lock: { name: lock.name, class: lock.cls },
+          chain: [],
+          held: heldInfo(t),
+          rules: lock.kind === 'ww_mutex' ? ['L6', 'I16'] : ['I16'],
+          message: `possible recursive locking detected: ${lock.name} taken while holding ${other.name} of the same class${lock.kind === 'ww_mutex' ? ' without a shared ww_acquire_ctx' : ''}`,
+        });
+      }
+      continue;
+    }
+    if (k.lockGraph.has(other.cls, lock.cls)) continue;
+    const back = k.lockGraph.path(lock.cls, other.cls);
+    const dep: LockDependency = { from: other.cls, to: lock.cls, seen: origin(t) };
+    if (back) {
+      k.report(t, {
+        code: 'lock-order',
+        kind: 'circular',
+        lock: { name: lock.name, class: lock.cls },
+        chain: [...back, dep],
+        held: heldInfo(t),
+        rules: ['I16', 'L8'],
+        message: `possible circular locking dependency detected: ${lock.cls} taken while holding ${other.cls}`,
+      });
+    }
+    k.lockGraph.add(dep);
+  }
+  t.held.push({ lock, mode, step: k.step, stack: t.stack.slice() });
+}
+
+/** After `t` released `lock`; `wasHeld` false means lockdep's "bad unlock balance". */
+export function lockReleased(t: Task, lock: Lock, wasHeld: boolean, fn: string): void {
+  const i = t.held.findIndex((h) => h.lock === lock);
+  if (i >= 0) t.held.splice(i, 1);
+  if (!wasHeld) {
+    t.k.report(t, {
+      code: 'lock-not-held',
+      lock: { name: lock.name, class: lock.cls },
+      held: heldInfo(t),
+      rules: ['I14'],
+      message: `bad unlock balance detected: ${fn} of ${lock.name}, which ${t.name} does not hold`,
+    });
+  }
+}

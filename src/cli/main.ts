@@ -1,0 +1,240 @@
+/**
+ * The command line: `dmabuf-check [PATH…]` checks scenarios,
+ * `dmabuf-check replay FILE --token T` re-runs one interleaving.
+ *
+ * Exit status: 0 every scenario met its expectation; 1 some did not; 2 bad
+ * input (scenario, token, argument); 3 internal error.
+ */
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { type CheckResult, checkScenario } from '../check.ts';
+import { NondeterminismError } from '../explorer/dfs.ts';
+import { ReplayMismatchError } from '../explorer/replay.ts';
+import { TokenError } from '../explorer/token.ts';
+import { colors } from '../report/colors.ts';
+import { documentJson, type InputErrorJson } from '../report/json.ts';
+import { renderFinding, renderResult } from '../report/kernel-text.ts';
+import { compile } from '../scenario/compile.ts';
+import { ScenarioError } from '../scenario/errors.ts';
+import { loadScenario } from '../scenario/load-yaml.ts';
+import { replayToken } from '../trace/replay.ts';
+import { loadDriverModules, readScenarioText, scenarioFiles, UsageError } from './files.ts';
+import { formatReplay } from './format-replay.ts';
+import { progressLine } from './progress.ts';
+
+const EXIT_OK = 0;
+const EXIT_NOT_MET = 1;
+const EXIT_BAD_INPUT = 2;
+const EXIT_INTERNAL = 3;
+
+const CATALOGUE = fileURLToPath(new URL('../../scenarios', import.meta.url));
+
+function positiveInt(what: string) {
+  return (v: string): number => {
+    if (!/^\d+$/.test(v) || Number(v) < 1 || !Number.isSafeInteger(Number(v))) {
+      throw new InvalidArgumentError(`${what} must be a positive integer, got "${v}"`);
+    }
+    return Number(v);
+  };
+}
+
+function nonNegInt(what: string) {
+  return (v: string): number => {
+    if (!/^\d+$/.test(v) || !Number.isSafeInteger(Number(v)) || Number(v) > 2 ** 32 - 1) {
+      throw new InvalidArgumentError(`${what} must be an integer from 0 to 4294967295, got "${v}"`);
+    }
+    return Number(v);
+  };
+}
+
+function seconds(v: string): number {
+  const n = Number(v);
+  if (!/^\d+(\.\d+)?$/.test(v) || !(n > 0))
+    throw new InvalidArgumentError(`--timeout takes seconds (a positive number), got "${v}"`);
+  return n;
+}
+
+/** The path as shown in reports: relative to the working directory when inside it. */
+function shown(file: string): string {
+  const rel = path.relative(process.cwd(), path.resolve(file));
+  return rel && !rel.startsWith('..') && !path.isAbsolute(rel) ? rel : file;
+}
+
+interface CheckCliOptions {
+  json?: boolean;
+  maxExecutions?: number;
+  timeout?: number;
+  seed?: number;
+  strategy?: 'dfs' | 'random';
+  color?: boolean;
+}
+
+async function runCheck(paths: string[], o: CheckCliOptions): Promise<number> {
+  const files = scenarioFiles(paths.length ? paths : [CATALOGUE]);
+  const c = colors(o.color !== false && !o.json && process.stdout.isTTY === true);
+  const progress = progressLine(process.stderr);
+  const results: CheckResult[] = [];
+  const errors: InputErrorJson[] = [];
+  for (const file of files) {
+    const name = shown(file);
+    let text: string;
+    try {
+      text = readScenarioText(file);
+      const modules = await loadDriverModules(file, text);
+      const spec = loadScenario(text, name, { modules });
+      const r = checkScenario(spec, name, {
+        ...(o.maxExecutions !== undefined ? { maxExecutions: o.maxExecutions } : {}),
+        ...(o.timeout !== undefined ? { timeoutMs: o.timeout * 1000 } : {}),
+        ...(o.seed !== undefined ? { seed: o.seed } : {}),
+        ...(o.strategy ? { strategy: o.strategy } : {}),
+        onProgress: (p) => progress.update(spec.name, p),
+      });
+      progress.clear();
+      results.push(r);
+      if (!o.json) process.stdout.write(`${renderResult(r, { file: name }, c)}\n`);
+    } catch (e) {
+      progress.clear();
+      if (e instanceof ScenarioError) {
+        errors.push({
+          file: name,
+          error: e.code,
+          messages: e.issues.map((i) => `${i.file}:${i.line}:${i.col}: ${i.message}`),
+        });
+        process.stderr.write(`${e.message}\n`);
+      } else if (e instanceof UsageError || e instanceof NondeterminismError) {
+        errors.push({ file: name, error: e.code, messages: [e.message] });
+        process.stderr.write(`${name}: ${e.message}\n`);
+      } else {
+        throw e;
+      }
+    }
+  }
+  const failed = results.filter((r) => !r.met).length;
+  if (o.json) {
+    process.stdout.write(`${JSON.stringify(documentJson(results, errors), null, 2)}\n`);
+  } else {
+    const parts = [`${results.length - failed} passed`, `${failed} failed`];
+    if (errors.length) parts.push(`${errors.length} not checked (bad input)`);
+    process.stdout.write(
+      `\n${results.length + errors.length} scenario${results.length + errors.length === 1 ? '' : 's'}: ${parts.join(', ')}\n`,
+    );
+  }
+  if (errors.length) return EXIT_BAD_INPUT;
+  return failed ? EXIT_NOT_MET : EXIT_OK;
+}
+
+interface ReplayCliOptions {
+  token: string;
+  json?: boolean;
+  trace?: string;
+  color?: boolean;
+}
+
+async function runReplay(file: string, o: ReplayCliOptions): Promise<number> {
+  const name = shown(file);
+  const text = readScenarioText(file);
+  const modules = await loadDriverModules(file, text);
+  const spec = loadScenario(text, name, { modules });
+  const { result, trace } = replayToken(compile(spec), o.token, name);
+  if (o.trace) writeFileSync(o.trace, `${JSON.stringify(trace, null, 2)}\n`);
+  if (o.json) {
+    process.stdout.write(`${JSON.stringify(trace, null, 2)}\n`);
+    return EXIT_OK;
+  }
+  const c = colors(o.color !== false && process.stdout.isTTY === true);
+  process.stdout.write(`${formatReplay(trace)}\n`);
+  for (const f of result.findings)
+    process.stdout.write(`${renderFinding({ ...f, token: trace.token as never }, { file: name }, c)}\n`);
+  return EXIT_OK;
+}
+
+function buildProgram(setExit: (code: number) => void): Command {
+  const program = new Command('dmabuf-check')
+    .description('Check dma-buf exporter/importer protocols over every interleaving.')
+    .version('0.1.0')
+    .showSuggestionAfterError(true)
+    .exitOverride()
+    .configureOutput({ writeErr: (s) => process.stderr.write(s), writeOut: (s) => process.stdout.write(s) });
+
+  program
+    .command('check', { isDefault: true })
+    .description('check scenario files (a directory means every *.yaml under it); default: the bundled catalogue')
+    .argument('[paths...]', 'scenario files or directories')
+    .option('--json', 'print one JSON document on stdout')
+    .option(
+      '--max-executions <n>',
+      'stop after this many executions per scenario (verdict unknown)',
+      positiveInt('--max-executions'),
+    )
+    .option('--timeout <seconds>', 'stop exploring a scenario after this many seconds (verdict unknown)', seconds)
+    .option('--seed <n>', 'seed of the random strategy', nonNegInt('--seed'))
+    .addOption(new Option('--strategy <name>', 'exploration strategy').choices(['dfs', 'random']))
+    .option('--no-color', 'no colours even on a terminal')
+    .action(async (paths: string[], o: CheckCliOptions) => setExit(await runCheck(paths, o)));
+
+  program
+    .command('replay')
+    .description('re-run exactly the interleaving a replay token names and print every step')
+    .argument('<file>', 'the scenario file the token was printed for')
+    .requiredOption('--token <token>', 'the replay token (printed after "replay:" in a report)')
+    .option('--json', 'print the trace as JSON')
+    .option('--trace <file>', 'also write the trace as JSON to this file')
+    .option('--no-color', 'no colours even on a terminal')
+    .action(async (file: string, o: ReplayCliOptions) => setExit(await runReplay(file, o)));
+  return program;
+}
+
+export async function main(argv: readonly string[]): Promise<number> {
+  let code = EXIT_OK;
+  const program = buildProgram((c) => {
+    code = c;
+  });
+  try {
+    await program.parseAsync(argv as string[], { from: 'user' });
+    return code;
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help')
+        return EXIT_OK;
+      return EXIT_BAD_INPUT;
+    }
+    if (e instanceof ScenarioError) {
+      process.stderr.write(`${e.message}\n`);
+      return EXIT_BAD_INPUT;
+    }
+    if (
+      e instanceof UsageError ||
+      e instanceof TokenError ||
+      e instanceof ReplayMismatchError ||
+      e instanceof NondeterminismError
+    ) {
+      process.stderr.write(`dmabuf-check: ${e.message}\n`);
+      return EXIT_BAD_INPUT;
+    }
+    const err = e as Error;
+    process.stderr.write(
+      `dmabuf-check: internal error: ${err?.message ?? String(e)}\nThis is a bug in dmabuf-check; please report it with the scenario.${process.env.DMABUF_DEBUG ? `\n${err?.stack ?? ''}` : ' (DMABUF_DEBUG=1 shows the stack)'}\n`,
+    );
+    return EXIT_INTERNAL;
+  }
+}
+
+const isMain = process.argv[1] && /dmabuf-check(\.js)?$|main\.ts$/.test(process.argv[1]);
+if (isMain) {
+  // A closed pipe (`| head`) ends the output quietly, like any Unix tool.
+  for (const s of [process.stdout, process.stderr]) {
+    s.on('error', (e: NodeJS.ErrnoException) => {
+      if (e.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+    });
+  }
+  main(process.argv.slice(2)).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    () => {
+      process.exitCode = EXIT_INTERNAL;
+    },
+  );
+}

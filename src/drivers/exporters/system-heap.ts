@@ -1,0 +1,58 @@
+/**
+ * The `system-heap` exporter: pages allocated at export and never moved, so
+ * every mapping stays valid until release ([LT6] holds trivially). A static
+ * exporter (no pin/unpin); mmap maps every page eagerly.
+ *
+ * Models: drivers/dma-buf/heaps/system_heap.c
+ */
+import { type DmaBuf, dma_buf_export } from '../../kernel/dma-buf.ts';
+import type { DmaBufOps } from '../../kernel/dma-buf-ops.ts';
+import { dma_resv_assert_held } from '../../kernel/dma-resv.ts';
+import { EINVAL, isErr } from '../../kernel/errno.ts';
+import { installTranslation, vma_link } from '../../kernel/memory.ts';
+import { alloc_pages, free_pages, pfnRef } from '../../kernel/page-alloc.ts';
+import { defineExporter } from '../driver.ts';
+import { mapFrames, unmapFrames } from './common.ts';
+
+export const systemHeap = defineExporter({
+  name: 'system-heap',
+  summary: 'pages allocated at export, never moved',
+  options: {},
+  ops: {},
+  *export(t, env) {
+    const pool = env.k.physmem.pools.get('system');
+    if (!pool) throw new Error('no system pool');
+    const frames = yield* alloc_pages(t, pool, env.pages, (i) => `${env.name} (system-heap) page ${i}`);
+    const ops: DmaBufOps = {
+      *map_dma_buf(t, attach, dir) {
+        return yield* mapFrames(t, 'system_heap_map_dma_buf', attach, frames, dir);
+      },
+      *unmap_dma_buf(t, _attach, sgt) {
+        yield* unmapFrames(t, 'system_heap_unmap_dma_buf', sgt);
+      },
+      *release(t) {
+        yield* free_pages(t, frames);
+      },
+      /** Eager mapping (remap_pfn_range) is fine: the pages never move ([C2] a). */
+      *mmap(t, buf: DmaBuf, vma) {
+        yield t.at('remap_pfn_range', 'write', t.k.physmem);
+        for (let i = 0; i < vma.pages; i++) {
+          const f = frames[vma.vm_pgoff + i];
+          if (f) vma.ptes[i] = installTranslation(t, 'pte', vma.owner, buf.name, vma.vm_pgoff + i, pfnRef(f));
+        }
+        yield* vma_link(t, vma, buf.f_mapping);
+        return 0;
+      },
+      /** RFC get_pfn for a heap buffer: the page never moves, max_order 0. */
+      *get_pfn(t, attach, pgoff) {
+        dma_resv_assert_held(t, attach.dmabuf.resv, 'system_heap_get_pfn', ['P1', 'L3']);
+        const f = frames[pgoff];
+        if (!f) return -EINVAL;
+        return { pfn: pfnRef(f), max_order: 0 };
+      },
+    };
+    const buf = yield* dma_buf_export(t, env.name, { exp_name: 'system-heap', ops, pages: env.pages, priv: frames });
+    if (isErr(buf)) return buf;
+    return { buf, pool, ops: {} };
+  },
+});

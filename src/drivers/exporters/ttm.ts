@@ -1,0 +1,197 @@
+/**
+ * The `ttm` exporter: a TTM-like buffer object that can move between VRAM
+ * and system memory. A dynamic exporter (pin/unpin); its CPU mmap is a
+ * faulting mapping that takes resv and is zapped with unmap_mapping_range on
+ * move ([C4], [LT8]).
+ *
+ * `move` ([LT8]): lock resv; if pinned (a dynamic pin or a static mapping)
+ * fail with -EBUSY and change nothing; else invalidate every dynamic
+ * attachment, zap the CPU mappings of the buffer's address_space, wait for
+ * BOOKKEEP fences, allocate the new placement, publish the move as a KERNEL
+ * fence, copy, switch the backing, signal, free the old frames, unlock.
+ * (The copy is synchronous: pipelined moves are not modelled yet.)
+ *
+ * Models: drivers/gpu/drm/ttm/ttm_bo.c (ttm_bo_validate,
+ * ttm_bo_handle_move_mem), ttm_bo_vm.c (ttm_bo_vm_fault, ttm_bo_vm_reserve),
+ * drivers/gpu/drm/drm_prime.c and amdgpu_dma_buf.c (the dma_buf_ops)
+ */
+import { type DmaBuf, dma_buf_export, dma_buf_invalidate_mappings } from '../../kernel/dma-buf.ts';
+import type { DmaBufOps } from '../../kernel/dma-buf-ops.ts';
+import { type DmaFence, dma_fence_init, dma_fence_signal, dma_fence_wait } from '../../kernel/dma-fence.ts';
+import {
+  DMA_RESV_USAGE_BOOKKEEP,
+  DMA_RESV_USAGE_KERNEL,
+  dma_resv_add_fence,
+  dma_resv_assert_held,
+  dma_resv_lock,
+  dma_resv_reserve_fences,
+  dma_resv_trylock,
+  dma_resv_unlock,
+  dma_resv_wait_timeout,
+} from '../../kernel/dma-resv.ts';
+import { EBUSY, EINVAL, isErr } from '../../kernel/errno.ts';
+import { lock_release } from '../../kernel/locking.ts';
+import {
+  unmap_mapping_range,
+  VM_FAULT_RETRY,
+  type VmFault,
+  type VmOperations,
+  vma_link,
+  vmf_insert_pfn,
+} from '../../kernel/memory.ts';
+import { alloc_pages, type Frame, free_pages, type PagePool, pfnRef, releaseFrames } from '../../kernel/page-alloc.ts';
+import { type KGen, kfn, type Task } from '../../kernel/sched.ts';
+import { defineExporter } from '../driver.ts';
+import { mapFrames, unmapFrames } from './common.ts';
+
+/** `struct ttm_buffer_object`, the parts the model needs. Protected by resv. */
+export class TtmBufferObject {
+  pin_count = 0;
+  /** Fence of the last move (KERNEL usage); faults and pins wait for it. */
+  moving: DmaFence | null = null;
+  moves = 0;
+
+  constructor(
+    readonly name: string,
+    public placement: PagePool,
+    public frames: Frame[],
+    readonly pools: { readonly vram: PagePool; readonly system: PagePool },
+  ) {}
+}
+
+function ttmVmOps(bo: TtmBufferObject, buf: DmaBuf): VmOperations {
+  return {
+    name: 'ttm_bo_vm_fault',
+    /**
+     * Locking: mmap_lock held for read. Trylocks resv; if contended drops
+     * mmap_lock, waits for resv and returns VM_FAULT_RETRY; else waits for the
+     * move fence, inserts the PFN and unlocks resv before returning ([L14]).
+     */
+    fault: kfn('ttm_bo_vm_fault', function* (t: Task, vmf: VmFault): KGen<number> {
+      if (!(yield* dma_resv_trylock(t, buf.resv))) {
+        yield* lock_release(t, vmf.vma.mm.mmap_lock, 'mmap_read_unlock');
+        yield* dma_resv_lock(t, buf.resv, null);
+        yield* dma_resv_unlock(t, buf.resv);
+        return VM_FAULT_RETRY;
+      }
+      if (bo.moving) yield* dma_fence_wait(t, bo.moving, true);
+      const f = bo.frames[vmf.pgoff];
+      let ret = 0x2;
+      if (f) ret = yield* vmf_insert_pfn(t, vmf.vma, vmf.page, pfnRef(f));
+      yield* dma_resv_unlock(t, buf.resv);
+      return ret;
+    }),
+  };
+}
+
+/** `ttm_bo_validate()` to the other placement: the `move` op. */
+const ttm_bo_validate = kfn('ttm_bo_validate', function* (t: Task, buf: DmaBuf, bo: TtmBufferObject): KGen<number> {
+  yield* dma_resv_lock(t, buf.resv, null);
+  if (bo.pin_count > 0) {
+    yield* dma_resv_unlock(t, buf.resv);
+    return -EBUSY;
+  }
+  yield* ttm_bo_handle_move_mem(t, buf, bo);
+  yield* dma_resv_unlock(t, buf.resv);
+  return 0;
+});
+
+const ttm_bo_handle_move_mem = kfn(
+  'ttm_bo_handle_move_mem',
+  function* (t: Task, buf: DmaBuf, bo: TtmBufferObject): KGen {
+    // amdgpu_bo_move_notify → dma_buf_invalidate_mappings, under resv ([LT8] 3).
+    yield* dma_buf_invalidate_mappings(t, buf);
+    // ttm_bo_unmap_virtual: zap every CPU PTE through the address_space ([C3]).
+    yield* unmap_mapping_range(t, buf.f_mapping);
+    // ttm_bo_wait_ctx: no importer access may still be in flight ([LT9] i).
+    yield* dma_resv_wait_timeout(t, buf.resv, DMA_RESV_USAGE_BOOKKEEP, false);
+    const to = bo.placement === bo.pools.vram ? bo.pools.system : bo.pools.vram;
+    const n = ++bo.moves;
+    const frames = yield* alloc_pages(t, to, bo.frames.length, (i) => `${bo.name} (ttm, ${to.name}) page ${i}`);
+    // Publish the move as a KERNEL fence ([LT8] 4).
+    dma_resv_reserve_fences(t, buf.resv, 1);
+    const fence = dma_fence_init(
+      t,
+      `${bo.name}:ttm-move#${n}`,
+      { driverName: 'ttm', timelineName: 'move' },
+      t.k.fenceContextAlloc(),
+      n,
+    );
+    yield* dma_resv_add_fence(t, buf.resv, fence, DMA_RESV_USAGE_KERNEL);
+    bo.moving = fence;
+    // ttm_bo_move_memcpy, then switch the backing and free the old frames.
+    yield t.at('ttm_bo_move_memcpy', 'write', t.k.physmem);
+    const old = bo.frames;
+    bo.frames = frames;
+    bo.placement = to;
+    yield* dma_fence_signal(t, fence);
+    yield* free_pages(t, old);
+  },
+);
+
+export const ttm = defineExporter({
+  name: 'ttm',
+  summary: 'TTM-like buffer object that moves between VRAM and system memory',
+  options: {
+    placement: { type: 'enum', values: ['vram', 'system'], default: 'vram', doc: 'initial placement' },
+  },
+  ops: {
+    move: { doc: 'move the buffer to the other placement (ttm_bo_validate); -EBUSY while pinned' },
+  },
+  *export(t, env) {
+    const vram = env.k.physmem.pools.get('vram');
+    const system = env.k.physmem.pools.get('system');
+    if (!vram || !system) throw new Error('missing pools');
+    const from = env.options.placement === 'system' ? system : vram;
+    const frames = yield* alloc_pages(t, from, env.pages, (i) => `${env.name} (ttm, ${from.name}) page ${i}`);
+    const bo = new TtmBufferObject(env.name, from, frames, { vram, system });
+    let buf: DmaBuf | null = null;
+    const ops: DmaBufOps = {
+      /** Locking: resv held. Waits for a pending move before returning ([O3] pin). */
+      *pin(t) {
+        if (bo.moving) yield* dma_fence_wait(t, bo.moving, false);
+        bo.pin_count++;
+        return 0;
+      },
+      *unpin() {
+        bo.pin_count--;
+      },
+      *map_dma_buf(t, attach, dir) {
+        dma_resv_assert_held(t, attach.dmabuf.resv, 'amdgpu_dma_buf_map', ['L3']);
+        return yield* mapFrames(t, 'amdgpu_dma_buf_map', attach, bo.frames, dir);
+      },
+      *unmap_dma_buf(t, _attach, sgt) {
+        yield* unmapFrames(t, 'amdgpu_dma_buf_unmap', sgt);
+      },
+      *release(t) {
+        yield t.at('ttm_bo_release', 'free', t.k.physmem);
+        releaseFrames(t, bo.frames);
+        bo.frames = [];
+      },
+      /** A faulting mapping linked into the buffer's address_space ([C2] b). */
+      *mmap(t, dmabuf, vma) {
+        vma.vm_ops = ttmVmOps(bo, dmabuf);
+        yield* vma_link(t, vma, dmabuf.f_mapping);
+        return 0;
+      },
+      /** RFC get_pfn on a TTM BO: the current placement's frame. Locking: resv held. */
+      *get_pfn(t, attach, pgoff) {
+        dma_resv_assert_held(t, attach.dmabuf.resv, 'ttm_bo_get_pfn', ['P1', 'L3']);
+        const f = bo.frames[pgoff];
+        if (!f) return -EINVAL;
+        return { pfn: pfnRef(f), max_order: 0 };
+      },
+    };
+    const r = yield* dma_buf_export(t, env.name, { exp_name: 'ttm', ops, pages: env.pages, priv: bo });
+    if (isErr(r)) return r;
+    buf = r;
+    const exported = buf;
+    return {
+      buf: exported,
+      pool: from,
+      ops: {
+        move: (t: Task) => ttm_bo_validate(t, exported, bo),
+      },
+    };
+  },
+});

@@ -1,0 +1,238 @@
+/**
+ * The `vfio-pci` exporter: MMIO BAR pages, never moved, revocable.
+ *
+ * - attach refuses importers that cannot take P2P memory or are not
+ *   revocable (static importers always are refused) and any attach while
+ *   revoked ([V2], [V4]);
+ * - map_dma_buf and get_pfn return -ENODEV while revoked ([V2], [P5]);
+ * - `revoke` takes memory_lock for write, then resv: sets revoked,
+ *   invalidates every attachment, waits for BOOKKEEP fences, unlocks, waits
+ *   (bounded) for importers to unmap, zaps CPU mappings; then the BAR stops
+ *   decoding ([V3], [V5]);
+ * - `unrevoke` re-enables the BAR and clears revoked;
+ * - CPU mmap faults under memory_lock (read) and give SIGBUS while revoked
+ *   ([C4]).
+ *
+ * Models: drivers/vfio/pci/vfio_pci_dmabuf.c (2026, with the revoke series
+ * and the faulting mmap variant), the RFC's vfio get_pfn (02/12)
+ */
+import { LOCK_CLASS, origin } from '../../checkers/lockdep.ts';
+import {
+  type DmaBuf,
+  dma_buf_attach_revocable,
+  dma_buf_export,
+  dma_buf_invalidate_mappings,
+  dma_buf_put,
+} from '../../kernel/dma-buf.ts';
+import type { DmaBufOps } from '../../kernel/dma-buf-ops.ts';
+import {
+  DMA_RESV_USAGE_BOOKKEEP,
+  dma_resv_assert_held,
+  dma_resv_lock,
+  dma_resv_unlock,
+  dma_resv_wait_timeout,
+} from '../../kernel/dma-resv.ts';
+import { EINVAL, ENODEV, EOPNOTSUPP, isErr } from '../../kernel/errno.ts';
+import type { Kernel } from '../../kernel/kernel.ts';
+import { down_read, down_write, Lock, up_read, up_write } from '../../kernel/locking.ts';
+import { unmap_mapping_range, VM_FAULT_SIGBUS, type VmFault, vma_link, vmf_insert_pfn } from '../../kernel/memory.ts';
+import { type Frame, pfnRef, staleMapping } from '../../kernel/page-alloc.ts';
+import { type KGen, KObject, kfn, type Task } from '../../kernel/sched.ts';
+import { defineExporter } from '../driver.ts';
+import { mapFrames, unmapFrames } from './common.ts';
+
+/** `struct vfio_pci_core_device`, the parts the model needs. */
+export class VfioPciDevice {
+  readonly memory_lock: Lock;
+  readonly dmabufs: DmaBuf[] = [];
+  memory_enabled = true;
+
+  constructor(
+    k: Kernel,
+    readonly name: string,
+    readonly bar: readonly Frame[],
+  ) {
+    this.memory_lock = new Lock(k, `${name}->memory_lock`, LOCK_CLASS.memory_lock, 'rwsem');
+  }
+}
+
+/**
+ * `struct vfio_pci_dma_buf`. `revoked` is written under memory_lock (write)
+ * and resv and read under either; the attach op reads it without a lock, so
+ * it is an object of its own for the explorer.
+ */
+export class VfioPciDmaBuf extends KObject {
+  readonly type = 'vfio_pci_dma_buf';
+  revoked = false;
+  /** Live mappings (the revoke series' kref/completion). */
+  mappings = 0;
+  vdev: VfioPciDevice | null;
+
+  constructor(k: Kernel, name: string, vdev: VfioPciDevice) {
+    super(k, name);
+    this.vdev = vdev;
+  }
+
+  override snapshot(): Record<string, unknown> {
+    return { revoked: this.revoked, mappings: this.mappings, vdev: this.vdev?.name ?? null };
+  }
+}
+
+/** Where on revoke the BAR stops decoding and the frames become inaccessible. */
+function* barDisable(t: Task, vdev: VfioPciDevice): KGen {
+  yield t.at('vfio_pci_memory_disable', 'write', t.k.physmem);
+  if (!vdev.memory_enabled) return;
+  vdev.memory_enabled = false;
+  const at = origin(t);
+  for (const f of vdev.bar) {
+    for (const tr of f.translations) if (tr.state === 'live' && tr.gen === f.gen) staleMapping(t, tr, 'revoke');
+    f.gen++;
+    f.accessible = false;
+    f.revoked = at;
+  }
+}
+
+function* barEnable(t: Task, vdev: VfioPciDevice): KGen {
+  yield t.at('vfio_pci_memory_enable', 'write', t.k.physmem);
+  if (vdev.memory_enabled) return;
+  vdev.memory_enabled = true;
+  for (const f of vdev.bar) f.accessible = true;
+}
+
+/**
+ * `vfio_pci_dma_buf_move(vdev, revoked)`: memory_lock held for write ([V3], [V5]).
+ */
+const vfio_pci_dma_buf_move = kfn(
+  'vfio_pci_dma_buf_move',
+  function* (t: Task, vdev: VfioPciDevice, privOf: (b: DmaBuf) => VfioPciDmaBuf, revoked: boolean): KGen {
+    for (const buf of vdev.dmabufs) {
+      const priv = privOf(buf);
+      // get_file_active(): skip a buffer whose file is already being released.
+      yield t.at('get_file_active', 'write', buf);
+      if (buf.refcount <= 0) continue;
+      buf.refcount++;
+      yield t.at('vfio_pci_dma_buf_move', 'read', priv);
+      if (priv.revoked !== revoked) {
+        yield* dma_resv_lock(t, buf.resv, null);
+        yield t.at('vfio_pci_dma_buf_move', 'write', priv);
+        priv.revoked = revoked;
+        if (revoked) {
+          yield* dma_buf_invalidate_mappings(t, buf);
+          yield* dma_resv_wait_timeout(t, buf.resv, DMA_RESV_USAGE_BOOKKEEP, false);
+        }
+        yield* dma_resv_unlock(t, buf.resv);
+        if (revoked) {
+          // wait_for_completion_timeout(&priv->comp, 1 s): importers that
+          // claimed to be revocable must have unmapped; on timeout WARN and go on.
+          yield t.at('wait_for_completion_timeout', 'read', priv);
+          yield* unmap_mapping_range(t, buf.f_mapping);
+        }
+      }
+      // fput(): the final put would defer the release to task work; the
+      // explorer's put is synchronous, so it runs after memory_lock is dropped.
+      t.deferred.push((t) => dma_buf_put(t, buf));
+    }
+  },
+);
+
+export const vfioPci = defineExporter({
+  name: 'vfio-pci',
+  summary: 'MMIO BAR ranges, never moved, revocable',
+  options: {},
+  ops: {
+    revoke: { doc: 'revoke: memory_lock (write), resv, revoked = true, invalidate, wait, zap CPU mappings ([V5])' },
+    unrevoke: { doc: 'undo a revoke: memory re-enabled, revoked = false' },
+  },
+  *export(t, env) {
+    const k = env.k;
+    const index = [...k.physmem.pools.values()].filter((p) => p.kind === 'mmio').length;
+    const pool = k.physmem.mmio(`${env.name}:BAR0`, 0xf0000 + index * 0x1000, env.pages);
+    const bar = pool.frames.slice(0, env.pages);
+    const vdev = new VfioPciDevice(k, `${env.name}:vdev`, bar);
+    const priv = new VfioPciDmaBuf(k, `${env.name}:vfio_dma_buf`, vdev);
+
+    const fault = kfn('vfio_pci_dma_buf_mmap_fault', function* (t: Task, vmf: VmFault): KGen<number> {
+      const f = bar[vmf.pgoff];
+      if (!f) return VM_FAULT_SIGBUS;
+      yield* down_read(t, vdev.memory_lock);
+      if (priv.revoked) {
+        yield* up_read(t, vdev.memory_lock);
+        return VM_FAULT_SIGBUS;
+      }
+      const ret = yield* vmf_insert_pfn(t, vmf.vma, vmf.page, pfnRef(f));
+      yield* up_read(t, vdev.memory_lock);
+      return ret;
+    });
+
+    const ops: DmaBufOps = {
+      /** Locking: resv not held; reads revoked without a lock ([V2], [V4]). */
+      *attach(t, _dmabuf, attach) {
+        if (!attach.peer2peer) return -EOPNOTSUPP;
+        yield t.at('vfio_pci_dma_buf_attach', 'read', priv);
+        if (priv.revoked) return -ENODEV;
+        if (!dma_buf_attach_revocable(attach)) return -EOPNOTSUPP;
+        return 0;
+      },
+      *map_dma_buf(t, attach, dir) {
+        dma_resv_assert_held(t, attach.dmabuf.resv, 'vfio_pci_dma_buf_map', ['V2', 'L3']);
+        if (priv.revoked) return -ENODEV;
+        const sgt = yield* mapFrames(t, 'dma_buf_phys_vec_to_sgt', attach, bar, dir);
+        yield t.at('vfio_pci_dma_buf_map', 'write', priv);
+        priv.mappings++;
+        return sgt;
+      },
+      *unmap_dma_buf(t, _attach, sgt) {
+        yield* unmapFrames(t, 'dma_buf_free_sgt', sgt);
+        yield t.at('vfio_pci_dma_buf_unmap', 'write', priv);
+        priv.mappings--;
+      },
+      /** Locking: resv not held; takes memory_lock for write to unlink ([V2]). */
+      *release(t, dmabuf) {
+        if (!priv.vdev) return;
+        yield* down_write(t, vdev.memory_lock);
+        const i = vdev.dmabufs.indexOf(dmabuf);
+        if (i >= 0) vdev.dmabufs.splice(i, 1);
+        priv.vdev = null;
+        yield* up_write(t, vdev.memory_lock);
+      },
+      /** The 2026 faulting mmap: PTEs inserted under memory_lock, zapped on revoke ([C4]). */
+      *mmap(t, dmabuf, vma) {
+        vma.vm_ops = { name: 'vfio_pci_dma_buf_mmap_fault', fault };
+        yield* vma_link(t, vma, dmabuf.f_mapping);
+        return 0;
+      },
+      /** RFC 02/12: Locking: resv held; -ENODEV when revoked, -EINVAL past the end ([P5]). */
+      *get_pfn(t, attach, pgoff) {
+        dma_resv_assert_held(t, attach.dmabuf.resv, 'vfio_pci_dma_buf_get_pfn', ['P5', 'L3']);
+        if (priv.revoked) return -ENODEV;
+        const f = bar[pgoff];
+        if (!f) return -EINVAL;
+        return { pfn: pfnRef(f), max_order: 0 };
+      },
+    };
+    const buf = yield* dma_buf_export(t, env.name, { exp_name: 'vfio-pci', ops, pages: env.pages, priv });
+    if (isErr(buf)) return buf;
+    // Under memory_lock (write) and resv: revoked = !memory_enabled; link into vdev ([V1]).
+    yield* down_write(t, vdev.memory_lock);
+    yield* dma_resv_lock(t, buf.resv, null);
+    priv.revoked = !vdev.memory_enabled;
+    vdev.dmabufs.push(buf);
+    yield* dma_resv_unlock(t, buf.resv);
+    yield* up_write(t, vdev.memory_lock);
+
+    const privOf = () => priv;
+    const revoke = kfn('vfio_pci_revoke', function* (t: Task): KGen {
+      yield* down_write(t, vdev.memory_lock);
+      yield* vfio_pci_dma_buf_move(t, vdev, privOf, true);
+      yield* barDisable(t, vdev);
+      yield* up_write(t, vdev.memory_lock);
+    });
+    const unrevoke = kfn('vfio_pci_unrevoke', function* (t: Task): KGen {
+      yield* down_write(t, vdev.memory_lock);
+      yield* barEnable(t, vdev);
+      yield* vfio_pci_dma_buf_move(t, vdev, privOf, false);
+      yield* up_write(t, vdev.memory_lock);
+    });
+    return { buf, pool, ops: { revoke, unrevoke } };
+  },
+});

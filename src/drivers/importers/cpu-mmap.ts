@@ -1,0 +1,79 @@
+/**
+ * The `cpu-mmap` importer: a process that maps the buffer with
+ * `dma_buf_mmap` (an importer's mmap forwarded to the exporter, or mmap on
+ * the dma-buf fd). Faults are served by the exporter, which inserts and zaps
+ * PTEs under its own lock, so no PTE survives a move or revoke ([C1]–[C4]).
+ *
+ * - attach: mmap (mmap_lock held for write around `dma_buf_mmap`);
+ * - `access {page}`: a user load/store; a refused fault is a SIGBUS, not a
+ *   finding;
+ * - `munmap` (also the `detach` op): zap, unlink, drop the file reference;
+ * - teardown: the process exits, which unmaps.
+ *
+ * Models: mm/mmap.c (do_mmap, munmap) around drivers/dma-buf/dma-buf.c
+ * dma_buf_mmap_internal / dma_buf_mmap
+ */
+import { dma_buf_mmap, dma_buf_put } from '../../kernel/dma-buf.ts';
+import { down_write, up_write } from '../../kernel/locking.ts';
+import { MmStruct, user_access, Vma, vma_unlink, zap_vma_ptes } from '../../kernel/memory.ts';
+import { type KGen, kfn, type Task } from '../../kernel/sched.ts';
+import { defineImporter, type ImporterEnv, type ImporterInstance, type OpArgs, PAGE_ARG } from '../driver.ts';
+
+class CpuMmapImporter implements ImporterInstance {
+  readonly attachCall = 'dma_buf_mmap';
+  readonly mm: MmStruct;
+  readonly vma: Vma;
+
+  constructor(readonly env: ImporterEnv) {
+    this.mm = new MmStruct(env.k, `${env.name}:mm`);
+    this.vma = new Vma(this.mm, env.name, env.pages);
+  }
+
+  *attach(t: Task): KGen<number> {
+    yield* down_write(t, this.mm.mmap_lock);
+    let r = 0;
+    if (!this.vma.live) {
+      r = yield* dma_buf_mmap(t, this.env.buffer, this.vma, 0);
+      if (r === 0) this.vma.live = true;
+    }
+    yield* up_write(t, this.mm.mmap_lock);
+    return r;
+  }
+
+  *detach(t: Task): KGen {
+    yield* this.munmap(t);
+  }
+
+  private *munmap(t: Task): KGen {
+    yield* down_write(t, this.mm.mmap_lock);
+    const was = this.vma.live;
+    if (was) {
+      yield* zap_vma_ptes(t, this.vma);
+      yield* vma_unlink(t, this.vma);
+      this.vma.live = false;
+    }
+    yield* up_write(t, this.mm.mmap_lock);
+    // fput(vma->vm_file)
+    if (was) yield* dma_buf_put(t, this.env.buffer);
+  }
+
+  *teardown(t: Task): KGen {
+    yield* this.munmap(t);
+  }
+
+  readonly ops = {
+    access: kfn('cpu_mmap_access', (t: Task, args: OpArgs) => user_access(t, this.vma, Number(args.page))),
+    munmap: kfn('__vm_munmap', (t: Task) => this.munmap(t)),
+  };
+}
+
+export const cpuMmap = defineImporter({
+  name: 'cpu-mmap',
+  summary: 'a user mapping made with dma_buf_mmap, faults served by the exporter',
+  options: {},
+  ops: {
+    access: { doc: 'a user load/store at a page (faults through the exporter when no PTE)', args: PAGE_ARG },
+    munmap: { doc: 'unmap the VMA and drop its file reference' },
+  },
+  create: (env) => new CpuMmapImporter(env),
+});

@@ -1,0 +1,267 @@
+/**
+ * The `kvm` importer: a faultable secondary MMU that maps a dma-buf into a
+ * guest through get_pfn (RFC 06/12, "KVM: Support vfio_dmabuf backed MMIO
+ * region"; [K1]–[K5]).
+ *
+ * - bind ([K1]): dma_buf_get, then `dma_buf_dynamic_attach` with an
+ *   invalidate callback (or, `attach_mode: static`, `dma_buf_attach`: no
+ *   callback at all, [K6] ii), then the memslot becomes valid;
+ * - `access {page}`: the guest touches the page, through its SPTE or after a
+ *   fault; `fault {page}`: only the fault;
+ * - the fault ([K4]): srcu read lock; snapshot `mmu_invalidate_seq` (with
+ *   `invalidate_retry`); resolve the PFN with `dma_buf_get_pfn_unlocked`, or
+ *   with resv taken around `dma_buf_get_pfn` (`get_pfn: locked`, resv dropped
+ *   before the install unless `hold_resv_across_install`); take mmu_lock;
+ *   with `invalidate_retry`, retry if an invalidation ran since the snapshot;
+ *   install the SPTE;
+ * - invalidate ([K2]): mmu_lock for write, begin, zap the slot's SPTEs
+ *   (unless `zap_on_invalidate: false`), end; with `invalidate_takes_resv`
+ *   the callback first re-locks resv ([I15] — a self-deadlock);
+ * - unbind / VM teardown: the memslot goes away (SRCU grace period), SPTEs
+ *   are zapped, then detach and put ([K1]).
+ *
+ * Errors from get_pfn become -EIO for the guest access ([K4] 3), not findings.
+ *
+ * Models: virt/kvm/vfio_dmabuf.c (RFC), arch/x86/kvm/mmu/mmu.c
+ * (kvm_mmu_page_fault, kvm_faultin_pfn, is_page_fault_stale)
+ */
+import {
+  type DmaBufAttachment,
+  dma_buf_attach,
+  dma_buf_detach,
+  dma_buf_dynamic_attach,
+  dma_buf_get_pfn,
+  dma_buf_get_pfn_unlocked,
+  dma_buf_put,
+  get_dma_buf,
+} from '../../kernel/dma-buf.ts';
+import type { DmaBufAttachOps, PfnResult } from '../../kernel/dma-buf-ops.ts';
+import { dma_resv_lock, dma_resv_unlock } from '../../kernel/dma-resv.ts';
+import { EFAULT, EIO, isErr, type Result } from '../../kernel/errno.ts';
+import {
+  Kvm,
+  kvm_mmu_invalidate_begin,
+  kvm_mmu_invalidate_end,
+  kvm_mmu_invalidate_range_add,
+} from '../../kernel/kvm/kvm-main.ts';
+import { guest_access, kvm_tdp_mmu_map, kvm_unmap_gfn_range } from '../../kernel/kvm/mmu.ts';
+import { read_lock, read_unlock, write_lock, write_unlock } from '../../kernel/locking.ts';
+import { type KGen, kfn, type Task } from '../../kernel/sched.ts';
+import { srcu_read_lock, srcu_read_unlock, synchronize_srcu } from '../../kernel/srcu.ts';
+import {
+  defineImporter,
+  type ImporterEnv,
+  type ImporterInstance,
+  type OpArgs,
+  type OptionValues,
+  PAGE_ARG,
+} from '../driver.ts';
+
+/** RET_PF_RETRY: the vCPU re-enters the guest and faults again. */
+const RET_PF_RETRY = 1;
+
+interface KvmOptions {
+  readonly getPfn: 'unlocked' | 'locked';
+  readonly retry: boolean;
+  readonly holdResv: boolean;
+  readonly zap: boolean;
+  readonly dynamic: boolean;
+  readonly invalidateTakesResv: boolean;
+}
+
+function kvmOptions(o: OptionValues): KvmOptions {
+  return {
+    getPfn: o.get_pfn === 'locked' ? 'locked' : 'unlocked',
+    retry: o.invalidate_retry !== false,
+    holdResv: o.hold_resv_across_install === true,
+    zap: o.zap_on_invalidate !== false,
+    dynamic: o.attach_mode !== 'static',
+    invalidateTakesResv: o.invalidate_takes_resv === true,
+  };
+}
+
+class KvmImporter implements ImporterInstance {
+  readonly attachCall: string;
+  readonly kvm: Kvm;
+  readonly o: KvmOptions;
+  att: DmaBufAttachment | null = null;
+  readonly attachOps: DmaBufAttachOps;
+
+  constructor(readonly env: ImporterEnv) {
+    this.o = kvmOptions(env.options);
+    this.attachCall = this.o.dynamic ? 'dma_buf_dynamic_attach' : 'dma_buf_attach';
+    this.kvm = new Kvm(env.k, env.name, env.pages);
+    const self = this;
+    this.attachOps = {
+      allow_peer2peer: true,
+      /** [K2]: Locking: called with resv held by the exporter. */
+      invalidate_mappings: kfn('kvm_vfio_dmabuf_invalidate', function* (t: Task, a: DmaBufAttachment): KGen {
+        const resv = a.dmabuf.resv;
+        if (self.o.invalidateTakesResv) yield* dma_resv_lock(t, resv, null);
+        yield* self.invalidate(t);
+        if (self.o.invalidateTakesResv) yield* dma_resv_unlock(t, resv);
+      }),
+    };
+  }
+
+  /** begin / range_add / zap / end under mmu_lock held for write ([K2], [K3]). */
+  private *invalidate(t: Task, zap = this.o.zap): KGen {
+    const kvm = this.kvm;
+    yield* write_lock(t, kvm.mmu_lock);
+    yield* kvm_mmu_invalidate_begin(t, kvm);
+    kvm_mmu_invalidate_range_add(kvm, kvm.gfn(0), kvm.gfn(kvm.sptes.length));
+    if (zap) yield* kvm_unmap_gfn_range(t, kvm);
+    yield* kvm_mmu_invalidate_end(t, kvm);
+    yield* write_unlock(t, kvm.mmu_lock);
+  }
+
+  /** `kvm_vfio_dmabuf_bind()` ([K1]). */
+  *attach(t: Task): KGen<number> {
+    const buf = this.env.buffer;
+    yield* get_dma_buf(t, buf);
+    const a = this.o.dynamic
+      ? yield* dma_buf_dynamic_attach(t, buf, this.env.name, this.attachOps, this, this.env.name)
+      : yield* dma_buf_attach(t, buf, this.env.name, this.env.name);
+    if (isErr(a)) {
+      yield* dma_buf_put(t, buf);
+      return a;
+    }
+    yield t.at('kvm_set_memslot', 'write', this.kvm.memslots);
+    this.att = a;
+    this.kvm.memslots.valid = true;
+    return 0;
+  }
+
+  /** Memslot deletion, then `kvm_vfio_dmabuf_unbind()`: detach, put ([K1]). */
+  *detach(t: Task): KGen {
+    yield t.at('kvm_set_memslot', 'write', this.kvm.memslots);
+    const a = this.att;
+    if (!a) return;
+    this.att = null;
+    this.kvm.memslots.valid = false;
+    yield* synchronize_srcu(t, this.kvm.srcu);
+    // kvm_arch_flush_shadow_memslot: zap the slot's SPTEs.
+    yield* this.invalidate(t, true);
+    yield* dma_buf_detach(t, this.env.buffer, a);
+    yield* dma_buf_put(t, this.env.buffer);
+  }
+
+  *teardown(t: Task): KGen {
+    // The VM is destroyed: its SPTEs go, then the slot is unbound.
+    yield* write_lock(t, this.kvm.mmu_lock);
+    yield* kvm_unmap_gfn_range(t, this.kvm);
+    yield* write_unlock(t, this.kvm.mmu_lock);
+    yield* this.detach(t);
+  }
+
+  readonly ops = {
+    access: kfn('kvm_vcpu_access', (t: Task, args: OpArgs) => this.access(t, Number(args.page), true)),
+    fault: kfn('kvm_vcpu_fault', (t: Task, args: OpArgs) => this.access(t, Number(args.page), false)),
+  };
+
+  /**
+   * The guest accesses `page` (`touch`), or only takes the fault: re-enters
+   * until the access happens, the fault installs, or the fault fails (KVM_RUN
+   * returns -EIO / -EFAULT: the access does not happen, no finding).
+   */
+  private *access(t: Task, page: number, touch: boolean): KGen {
+    for (;;) {
+      if (touch && (yield* guest_access(t, this.kvm, page))) return;
+      const r = yield* this.kvm_mmu_page_fault(t, page);
+      if (r < 0 || (!touch && r === 0)) return;
+    }
+  }
+
+  /** 0 installed, RET_PF_RETRY, or -errno. */
+  private *kvm_mmu_page_fault(t: Task, page: number): KGen<number> {
+    t.stack.push('kvm_mmu_page_fault');
+    const kvm = this.kvm;
+    const idx = yield* srcu_read_lock(t, kvm.srcu);
+    yield t.at('kvm_faultin_pfn', 'read', kvm.memslots);
+    const a = kvm.memslots.valid ? this.att : null;
+    const r = a ? yield* this.faultinAndMap(t, a, page) : -EFAULT;
+    yield* srcu_read_unlock(t, kvm.srcu, idx);
+    t.stack.pop();
+    return r;
+  }
+
+  private *faultinAndMap(t: Task, a: DmaBufAttachment, page: number): KGen<number> {
+    const kvm = this.kvm;
+    const o = this.o;
+    let seq: number | null = null;
+    if (o.retry) {
+      // fault->mmu_seq = kvm->mmu_invalidate_seq; smp_rmb(); before the PFN ([K4] 1).
+      yield t.at('kvm_faultin_pfn', 'read', kvm.mmu);
+      seq = kvm.mmu.seq;
+    }
+    const resv = a.dmabuf.resv;
+    let pfn: Result<PfnResult>;
+    let holding = false;
+    if (o.getPfn === 'unlocked') {
+      pfn = yield* dma_buf_get_pfn_unlocked(t, a, page);
+    } else {
+      yield* dma_resv_lock(t, resv, null);
+      pfn = yield* dma_buf_get_pfn(t, a, page);
+      holding = true;
+      if (!o.holdResv || isErr(pfn)) {
+        yield* dma_resv_unlock(t, resv);
+        holding = false;
+      }
+    }
+    if (isErr(pfn)) return -EIO;
+    yield* read_lock(t, kvm.mmu_lock);
+    const installed = yield* kvm_tdp_mmu_map(t, kvm, this.env.name, a.dmabuf.name, page, pfn.pfn, seq);
+    yield* read_unlock(t, kvm.mmu_lock);
+    if (holding) yield* dma_resv_unlock(t, resv);
+    return installed ? 0 : RET_PF_RETRY;
+  }
+}
+
+export const kvm = defineImporter({
+  name: 'kvm',
+  summary: 'a faultable secondary MMU using get_pfn ([K1]-[K5])',
+  options: {
+    get_pfn: {
+      type: 'enum',
+      values: ['unlocked', 'locked'],
+      default: 'unlocked',
+      doc: 'dma_buf_get_pfn_unlocked, or resv taken around the locked dma_buf_get_pfn',
+    },
+    invalidate_retry: {
+      type: 'boolean',
+      default: true,
+      doc: 'snapshot mmu_invalidate_seq before get_pfn and re-check it under mmu_lock',
+    },
+    hold_resv_across_install: {
+      type: 'boolean',
+      default: false,
+      doc: 'keep resv held from get_pfn until the SPTE is installed (only with get_pfn: locked)',
+    },
+    zap_on_invalidate: { type: 'boolean', default: true, doc: 'the invalidate callback zaps the SPTEs' },
+    attach_mode: {
+      type: 'enum',
+      values: ['dynamic', 'static'],
+      default: 'dynamic',
+      doc: 'static: dma_buf_attach, no invalidate callback ([K6] ii)',
+    },
+    invalidate_takes_resv: {
+      type: 'boolean',
+      default: false,
+      doc: 'the invalidate callback re-locks resv ([I15])',
+    },
+  },
+  ops: {
+    access: { doc: 'the guest touches a page; faults it in through get_pfn when no SPTE maps it', args: PAGE_ARG },
+    fault: { doc: 'a guest fault on a page (installs the SPTE, no access)', args: PAGE_ARG },
+  },
+  checkOptions(o) {
+    if (o.hold_resv_across_install === true && o.get_pfn !== 'locked') {
+      return {
+        option: 'hold_resv_across_install',
+        message: 'hold_resv_across_install: true needs get_pfn: locked (the unlocked call drops resv itself)',
+      };
+    }
+    return null;
+  },
+  create: (env) => new KvmImporter(env),
+});

@@ -1,0 +1,18 @@
+/** The built-in exporters and importers, by the name a scenario uses. */
+import type { ExporterDef, ImporterDef } from './driver.ts';
+import { systemHeap } from './exporters/system-heap.ts';
+import { ttm } from './exporters/ttm.ts';
+import { vfioPci } from './exporters/vfio-pci.ts';
+import { cpuMmap } from './importers/cpu-mmap.ts';
+import { dmaDynamic } from './importers/dma-dynamic.ts';
+import { dmaStatic } from './importers/dma-static.ts';
+import { kvm } from './importers/kvm.ts';
+import { rogueMmap } from './importers/rogue-mmap.ts';
+
+export const BUILTIN_EXPORTERS: ReadonlyMap<string, ExporterDef> = new Map(
+  [systemHeap, ttm, vfioPci].map((d) => [d.name, d]),
+);
+
+export const BUILTIN_IMPORTERS: ReadonlyMap<string, ImporterDef> = new Map(
+  [dmaStatic, dmaDynamic, kvm, cpuMmap, rogueMmap].map((d) => [d.name, d]),
+);

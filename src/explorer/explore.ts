@@ -1,0 +1,240 @@
+/**
+ * The explorer: runs a program over its interleavings and returns a verdict.
+ *
+ * - `dfs` (default): exhaustive depth-first search with sleep sets. Finishing
+ *   with no finding proves the scenario safe (up to the model).
+ * - `random`: seeded random walk, for scenarios too big to finish; it can
+ *   find bugs but never proves safety (a run without finding is `unknown`).
+ * - `naive`: depth-first search without reduction, every interleaving (for
+ *   comparison: the benchmark and the exactness tests use it).
+ *
+ * On the first execution with a finding the search stops; the counterexample
+ * is then minimised: preemption-bounded searches with bounds 0, 1, … find one
+ * with the fewest preemptions. When a specific finding code is wanted (the
+ * scenario's `expect.finding`) and the first counterexample does not show it,
+ * the search goes on for an execution that does, so the report can confirm or
+ * refute the expectation.
+ */
+import type { Finding, FindingCode } from '../checkers/finding.ts';
+import type { KernelConfig } from '../kernel/kernel.ts';
+import { PreemptionBoundedDfs } from './bounded.ts';
+import { SleepSetDfs } from './dfs.ts';
+import { type ChoiceSource, type ExecResult, runExecution } from './execution.ts';
+import type { Program } from './program.ts';
+import { RandomWalk } from './random.ts';
+import { encodeToken, type ReplayToken } from './token.ts';
+
+export type Strategy = 'dfs' | 'random' | 'naive';
+export type Verdict = 'safe' | 'bug' | 'unknown';
+export type StopReason = 'max-executions' | 'timeout' | 'step-limit';
+
+export interface ExploreOptions {
+  readonly strategy?: Strategy;
+  /** Default 1,000,000. */
+  readonly maxExecutions?: number;
+  /** Stop when `now()` passes this value (milliseconds). */
+  readonly deadline?: number;
+  readonly now?: () => number;
+  /** Seed of the random strategy. Default 1. */
+  readonly seed?: number;
+  /** Default true: stop at the first execution with a finding. */
+  readonly stopOnFinding?: boolean;
+  /** Default true: minimise the counterexample's preemptions. */
+  readonly minimise?: boolean;
+  /** Budget (executions) of each minimisation or targeted search. Default 50,000. */
+  readonly searchBudget?: number;
+  /** A finding code to look for if the first counterexample does not show it. */
+  readonly want?: FindingCode | null;
+  readonly config?: KernelConfig;
+  readonly maxSteps?: number;
+  /** Called about every 256 executions. */
+  readonly onProgress?: (p: Progress) => void;
+}
+
+export interface Progress {
+  readonly executions: number;
+  readonly steps: number;
+  readonly phase: 'explore' | 'minimise' | 'search';
+}
+
+export interface Counterexample {
+  readonly token: ReplayToken;
+  readonly schedule: readonly number[];
+  readonly findings: readonly Finding[];
+  readonly preemptions: number;
+  readonly switches: number;
+  readonly steps: number;
+}
+
+export interface ExploreStats {
+  /** Executions run by the main search (abandoned redundant ones included). */
+  executions: number;
+  /** Steps run by the main search. */
+  steps: number;
+  /** Executions abandoned because every runnable thread was asleep. */
+  redundant: number;
+  /** Executions spent minimising and in targeted searches. */
+  extraExecutions: number;
+  /** The main search covered every interleaving (up to reduction). */
+  complete: boolean;
+  /** Every finding code seen (with stopOnFinding false: over all executions). */
+  codes: FindingCode[];
+}
+
+export interface ExploreResult {
+  readonly verdict: Verdict;
+  /** The shortest counterexample found (null when no finding). */
+  readonly counterexample: Counterexample | null;
+  /** A counterexample for the wanted code, when the first one lacked it. */
+  readonly wanted: Counterexample | null;
+  readonly stats: ExploreStats;
+  readonly stopped: StopReason | null;
+}
+
+const now = () => globalThis.performance.now();
+
+function counterexample(program: Program, r: ExecResult): Counterexample {
+  return {
+    token: encodeToken(program.hash, r.schedule),
+    schedule: r.schedule,
+    findings: r.findings,
+    preemptions: r.preemptions,
+    switches: r.switches,
+    steps: r.steps,
+  };
+}
+
+type Pred = (r: ExecResult) => boolean;
+const anyFinding: Pred = (r) => r.findings.length > 0;
+const hasCode =
+  (code: FindingCode): Pred =>
+  (r) =>
+    r.findings.some((f) => f.code === code);
+
+interface Searcher {
+  readonly program: Program;
+  readonly opts: ExploreOptions;
+  readonly clock: () => number;
+  extra: number;
+  stopped: StopReason | null;
+}
+
+function outOfTime(s: Searcher): boolean {
+  if (s.opts.deadline !== undefined && s.clock() > s.opts.deadline) {
+    s.stopped = 'timeout';
+    return true;
+  }
+  return false;
+}
+
+/** Depth-first search (sleep sets) for the first execution satisfying `pred`. */
+function searchFirst(s: Searcher, pred: Pred, budget: number): ExecResult | null {
+  const src = new SleepSetDfs(true);
+  for (let i = 0; i < budget; i++) {
+    const r = runExecution(s.program, src, { ...execOpts(s.opts) });
+    s.extra++;
+    if (pred(r)) return r;
+    if (!src.advance() || outOfTime(s)) return null;
+    if (i % 256 === 255) s.opts.onProgress?.({ executions: s.extra, steps: 0, phase: 'search' });
+  }
+  return null;
+}
+
+/** The execution satisfying `pred` with the fewest preemptions (within budget). */
+function minimise(s: Searcher, found: ExecResult, pred: Pred, budget: number): ExecResult {
+  let best = found;
+  for (let bound = 0; bound < best.preemptions; bound++) {
+    const src = new PreemptionBoundedDfs(bound);
+    let spent = 0;
+    for (;;) {
+      const r = runExecution(s.program, src, execOpts(s.opts));
+      s.extra++;
+      spent++;
+      if (pred(r) && r.status !== 'abandoned') {
+        if (r.preemptions < best.preemptions || (r.preemptions === best.preemptions && r.steps < best.steps)) best = r;
+        return best;
+      }
+      if (spent >= budget || !src.advance() || outOfTime(s)) break;
+      if (spent % 256 === 0) s.opts.onProgress?.({ executions: s.extra, steps: 0, phase: 'minimise' });
+    }
+    if (s.stopped) break;
+  }
+  return best;
+}
+
+function execOpts(o: ExploreOptions) {
+  return {
+    ...(o.config ? { config: o.config } : {}),
+    ...(o.maxSteps !== undefined ? { maxSteps: o.maxSteps } : {}),
+  };
+}
+
+export function explore(program: Program, opts: ExploreOptions = {}): ExploreResult {
+  const strategy = opts.strategy ?? 'dfs';
+  const maxExecutions = opts.maxExecutions ?? 1_000_000;
+  const stopOnFinding = opts.stopOnFinding ?? true;
+  const budget = opts.searchBudget ?? 50_000;
+  const s: Searcher = { program, opts, clock: opts.now ?? now, extra: 0, stopped: null };
+  const stats: ExploreStats = {
+    executions: 0,
+    steps: 0,
+    redundant: 0,
+    extraExecutions: 0,
+    complete: false,
+    codes: [],
+  };
+  const codes = new Set<FindingCode>();
+  let found: ExecResult | null = null;
+
+  const dfs = strategy === 'random' ? null : new SleepSetDfs(strategy === 'dfs');
+  for (;;) {
+    if (stats.executions >= maxExecutions) {
+      s.stopped = 'max-executions';
+      break;
+    }
+    const src: ChoiceSource = dfs ?? new RandomWalk(opts.seed ?? 1, stats.executions);
+    const r = runExecution(program, src, execOpts(opts));
+    stats.executions++;
+    stats.steps += r.steps;
+    if (r.status === 'abandoned') stats.redundant++;
+    if (r.status === 'step-limit' && !s.stopped) s.stopped = 'step-limit';
+    for (const f of r.findings) codes.add(f.code);
+    if (r.findings.length > 0 && !found) found = r;
+    if (found && stopOnFinding) break;
+    if (r.status === 'setup-failed') {
+      stats.complete = true;
+      break;
+    }
+    if (dfs && !dfs.advance()) {
+      stats.complete = s.stopped !== 'step-limit';
+      break;
+    }
+    if (outOfTime(s)) break;
+    if ((stats.executions & 255) === 0)
+      opts.onProgress?.({ executions: stats.executions, steps: stats.steps, phase: 'explore' });
+  }
+
+  let cex: ExecResult | null = found;
+  if (found && (opts.minimise ?? true) && found.status !== 'setup-failed') {
+    cex = minimise(s, found, anyFinding, budget);
+  }
+  let wanted: ExecResult | null = null;
+  const want = opts.want ?? null;
+  if (cex && want && !cex.findings.some((f) => f.code === want) && cex.status !== 'setup-failed') {
+    const hit = searchFirst(s, hasCode(want), budget);
+    if (hit) {
+      wanted = (opts.minimise ?? true) ? minimise(s, hit, hasCode(want), budget) : hit;
+      for (const f of wanted.findings) codes.add(f.code);
+    }
+  }
+  stats.extraExecutions = s.extra;
+  stats.codes = [...codes].sort();
+  const verdict: Verdict = found ? 'bug' : stats.complete && !s.stopped ? 'safe' : 'unknown';
+  return {
+    verdict,
+    counterexample: cex ? counterexample(program, cex) : null,
+    wanted: wanted ? counterexample(program, wanted) : null,
+    stats,
+    stopped: verdict === 'bug' ? null : s.stopped,
+  };
+}

@@ -1,0 +1,554 @@
+/**
+ * The dma-buf core: export, references and release, attach and detach,
+ * pin, map and unmap (locked and `_unlocked`), invalidation, mmap
+ * forwarding, and the RFC's get_pfn kAPI.
+ *
+ * Locking convention ([L1]–[L5]):
+ * - the caller must hold dmabuf->resv for dma_buf_pin, dma_buf_unpin,
+ *   dma_buf_map_attachment, dma_buf_unmap_attachment, dma_buf_get_pfn and
+ *   dma_buf_invalidate_mappings (the exporter);
+ * - the caller must not hold it for dma_buf_attach, dma_buf_dynamic_attach,
+ *   dma_buf_detach, dma_buf_put, dma_buf_mmap, dma_buf_get_pfn_unlocked and the
+ *   `_unlocked` wrappers.
+ * Each entry point checks its rule and records `lock-not-held` / `lock-held`
+ * ([I14]); misuse the kernel WARNs about is `api-misuse`; use after release is
+ * `refcount`.
+ *
+ * Simplification: the dma-buf's file is not modelled separately; the file
+ * reference count is the buffer's refcount ([LT1]) and the final put releases
+ * synchronously.
+ *
+ * Models: drivers/dma-buf/dma-buf.c, include/linux/dma-buf.h
+ */
+import { apiMisuse, assertNotHeld } from '../checkers/api.ts';
+import type { Origin } from '../checkers/finding.ts';
+import { origin } from '../checkers/lockdep.ts';
+import type {
+  DmaBufAttachOps,
+  DmaBufExportInfo,
+  DmaBufOps,
+  DmaDataDirection,
+  PfnResult,
+  SgTable,
+} from './dma-buf-ops.ts';
+import {
+  DMA_RESV_USAGE_KERNEL,
+  type DmaResv,
+  dma_resv_assert_held,
+  dma_resv_init,
+  dma_resv_lock,
+  dma_resv_unlock,
+  dma_resv_wait_timeout,
+} from './dma-resv.ts';
+import { EBUSY, EINVAL, ENOENT, isErr, type Result } from './errno.ts';
+import type { Kernel } from './kernel.ts';
+import { AddressSpace, type Vma } from './memory.ts';
+import { type KGen, KObject, kfn, type Task } from './sched.ts';
+
+/** `struct dma_buf` ([O1]). */
+export class DmaBuf extends KObject {
+  readonly type = 'dma_buf';
+  readonly ops: DmaBufOps;
+  readonly exp_name: string;
+  readonly pages: number;
+  readonly priv: unknown;
+  readonly resv: DmaResv;
+  /** Protected by resv ([L5]). */
+  readonly attachments: DmaBufAttachment[] = [];
+  /** The file's reference count ([LT1]). */
+  refcount = 1;
+  vmapping_counter = 0;
+  released: Origin | null = null;
+  /** The per-buffer inode's address_space (`file->f_mapping`, [C3]). */
+  readonly f_mapping: AddressSpace;
+
+  constructor(k: Kernel, name: string, info: DmaBufExportInfo) {
+    super(k, name);
+    this.ops = info.ops;
+    this.exp_name = info.exp_name;
+    this.pages = info.pages;
+    this.priv = info.priv;
+    this.resv = info.resv ?? dma_resv_init(k, `${name}->resv`);
+    this.f_mapping = new AddressSpace(k, `${name}->file->f_mapping`);
+  }
+
+  override snapshot(): Record<string, unknown> {
+    return {
+      exporter: this.exp_name,
+      refcount: this.refcount,
+      released: this.released !== null,
+      attachments: this.attachments.map((a) => a.name),
+    };
+  }
+}
+
+/** `struct dma_buf_attachment` ([O4]). */
+export class DmaBufAttachment extends KObject {
+  readonly type = 'dma_buf_attachment';
+  readonly peer2peer: boolean;
+  /** Exporter data (`attach->priv`). */
+  priv: unknown = null;
+  /** Pins taken through dma_buf_pin or by map for a static importer; protected by resv. */
+  pinCount = 0;
+  /** Tables mapped and not yet unmapped; protected by resv. */
+  readonly sgts: SgTable[] = [];
+  detached: Origin | null = null;
+
+  constructor(
+    k: Kernel,
+    name: string,
+    readonly dmabuf: DmaBuf,
+    readonly dev: string | null,
+    readonly importer_ops: DmaBufAttachOps | null,
+    readonly importer_priv: unknown,
+  ) {
+    super(k, name);
+    this.peer2peer = importer_ops?.allow_peer2peer ?? false;
+  }
+
+  override snapshot(): Record<string, unknown> {
+    return {
+      dmabuf: this.dmabuf.name,
+      dynamic: this.importer_ops !== null,
+      pins: this.pinCount,
+      mappings: this.sgts.length,
+      detached: this.detached !== null,
+    };
+  }
+}
+
+/** `dma_buf_is_dynamic()`: the exporter has pin/unpin ([O10]). */
+export function dma_buf_is_dynamic(buf: DmaBuf): boolean {
+  return buf.ops.pin !== undefined;
+}
+
+/** `dma_buf_attachment_is_dynamic()`: the importer passed attach ops ([O5]). */
+export function dma_buf_attachment_is_dynamic(a: DmaBufAttachment): boolean {
+  return a.importer_ops !== null;
+}
+
+/** `dma_buf_pin_on_map()`: static importer of a dynamic exporter ([O10], [LT6]). */
+export function dma_buf_pin_on_map(a: DmaBufAttachment): boolean {
+  return a.dmabuf.ops.pin !== undefined && !dma_buf_attachment_is_dynamic(a);
+}
+
+/** `dma_buf_attach_revocable()`: the importer will unmap after invalidate ([V4]). */
+export function dma_buf_attach_revocable(a: DmaBufAttachment): boolean {
+  return invalidateOp(a.importer_ops) !== null;
+}
+
+function invalidateOp(ops: DmaBufAttachOps | null) {
+  return ops?.invalidate_mappings ?? ops?.move_notify ?? null;
+}
+
+/** Whether the buffer is still alive; a `refcount` finding when not ([I7]). */
+function checkAlive(t: Task, buf: DmaBuf, call: string): boolean {
+  if (!buf.released) return true;
+  t.k.report(t, {
+    code: 'refcount',
+    what: 'use-after-release',
+    object: buf.name,
+    released: buf.released,
+    rules: ['I7', 'LT2'],
+    message: `${call} on ${buf.name} after its release`,
+  });
+  return false;
+}
+
+/** Whether the attachment is still attached; a `refcount` finding when not ([LT3], [I7]). */
+function checkAttached(t: Task, a: DmaBufAttachment, call: string): boolean {
+  if (!a.detached) return true;
+  t.k.report(t, {
+    code: 'refcount',
+    what: 'use-after-release',
+    object: a.name,
+    released: a.detached,
+    rules: ['LT3', 'I7'],
+    message: `${call} on ${a.name} after dma_buf_detach freed it`,
+  });
+  return false;
+}
+
+/**
+ * `dma_buf_export()`: validates the ops ([O2], [P2]) and returns the buffer
+ * holding one reference, or -EINVAL.
+ */
+export const dma_buf_export = kfn('dma_buf_export', function* (t: Task, name: string, info: DmaBufExportInfo): KGen<
+  Result<DmaBuf>
+> {
+  const ops = info.ops;
+  const bad = exportOpsProblem(ops);
+  if (bad) {
+    apiMisuse(t, 'dma_buf_export', bad, ['O2', 'P2']);
+    return -EINVAL;
+  }
+  // A new buffer is not visible to other threads until returned: no step.
+  return new DmaBuf(t.k, name, info);
+});
+
+function exportOpsProblem(ops: DmaBufOps): string | null {
+  if (!ops.release) return 'exporter has no release op';
+  if ((ops.map_dma_buf === undefined) !== (ops.unmap_dma_buf === undefined))
+    return 'map_dma_buf and unmap_dma_buf must both be present or both absent';
+  if (!ops.map_dma_buf && !ops.get_pfn) return 'exporter has neither map_dma_buf nor get_pfn';
+  if ((ops.pin === undefined) !== (ops.unpin === undefined)) return 'pin and unpin must both be present or both absent';
+  return null;
+}
+
+/** `get_dma_buf()`: take a reference. */
+export const get_dma_buf = kfn('get_dma_buf', function* (t: Task, buf: DmaBuf): KGen {
+  yield t.at('get_dma_buf', 'write', buf);
+  if (buf.refcount <= 0) {
+    checkAlive(t, buf, 'get_dma_buf');
+    return;
+  }
+  buf.refcount++;
+});
+
+/**
+ * `dma_buf_put()`: drop a reference; the last one releases the buffer.
+ * Locking: must be called without dmabuf->resv held ([L2]).
+ */
+export const dma_buf_put = kfn('dma_buf_put', function* (t: Task, buf: DmaBuf): KGen {
+  assertNotHeld(t, buf.resv.lock, 'dma_buf_put', ['L2', 'I14']);
+  yield t.at('dma_buf_put', 'write', buf);
+  if (buf.refcount <= 0) {
+    t.k.report(t, {
+      code: 'refcount',
+      what: 'underflow',
+      object: buf.name,
+      released: buf.released,
+      rules: ['I7', 'LT1'],
+      message: `refcount_t: underflow; use-after-free: dma_buf_put on ${buf.name} with no reference left`,
+    });
+    return;
+  }
+  if (--buf.refcount === 0) yield* dma_buf_release(t, buf);
+});
+
+/** The final put: checks [LT2] / [I8], then `ops->release`. */
+export const dma_buf_release = kfn('dma_buf_release', function* (t: Task, buf: DmaBuf): KGen {
+  if (buf.vmapping_counter > 0) {
+    leak(t, 'vmap', buf.name, buf.vmapping_counter, ['LT2', 'I8'], `${buf.name} released while vmapped`);
+  }
+  buf.released = origin(t);
+  yield* buf.ops.release(t, buf);
+  if (buf.attachments.length > 0) {
+    leak(
+      t,
+      'attachment',
+      buf.name,
+      buf.attachments.length,
+      ['LT2', 'I8'],
+      `${buf.name} released with ${buf.attachments.length} attachment(s) still attached (${buf.attachments.map((a) => a.name).join(', ')})`,
+    );
+  }
+});
+
+export function leak(
+  t: Task,
+  what: 'reference' | 'attachment' | 'pin' | 'mapping' | 'vmap',
+  object: string,
+  count: number,
+  rules: readonly string[],
+  message: string,
+): void {
+  t.k.report(t, { code: 'leak', what, object, count, rules, message });
+}
+
+/**
+ * `dma_buf_dynamic_attach()`: add an attachment; `importer_ops` null makes
+ * it static ([O5]).
+ * Locking: must be called without dmabuf->resv held; takes it to link the
+ * attachment ([L2], [L5]).
+ */
+export const dma_buf_dynamic_attach = kfn(
+  'dma_buf_dynamic_attach',
+  function* (
+    t: Task,
+    buf: DmaBuf,
+    dev: string | null,
+    importer_ops: DmaBufAttachOps | null,
+    importer_priv: unknown,
+    name: string,
+  ): KGen<Result<DmaBufAttachment>> {
+    assertNotHeld(t, buf.resv.lock, t.fn, ['L2', 'I14']);
+    if (!checkAlive(t, buf, t.fn)) return -EINVAL;
+    if (dev === null && buf.ops.map_dma_buf) {
+      apiMisuse(t, t.fn, 'NULL device for an exporter with map_dma_buf', ['O5', 'P2']);
+      return -EINVAL;
+    }
+    const a = new DmaBufAttachment(t.k, name, buf, dev, importer_ops, importer_priv);
+    if (buf.ops.attach) {
+      const ret = yield* buf.ops.attach(t, buf, a);
+      if (ret < 0) return ret;
+    }
+    yield* dma_resv_lock(t, buf.resv, null);
+    buf.attachments.push(a);
+    yield* dma_resv_unlock(t, buf.resv);
+    return a;
+  },
+);
+
+/** `dma_buf_attach()`: a static attachment (no importer ops). */
+export const dma_buf_attach = kfn(
+  'dma_buf_attach',
+  function* (t: Task, buf: DmaBuf, dev: string | null, name: string): KGen<Result<DmaBufAttachment>> {
+    return yield* dma_buf_dynamic_attach(t, buf, dev, null, null, name);
+  },
+);
+
+/**
+ * `dma_buf_detach()`: remove and free the attachment. Every mapping must be
+ * unmapped and every pin undone first ([LT3], [I9]).
+ * Locking: must be called without dmabuf->resv held ([L2]).
+ */
+export const dma_buf_detach = kfn('dma_buf_detach', function* (t: Task, buf: DmaBuf, a: DmaBufAttachment): KGen {
+  assertNotHeld(t, buf.resv.lock, 'dma_buf_detach', ['L2', 'I14']);
+  if (a.dmabuf !== buf) {
+    apiMisuse(t, 'dma_buf_detach', `${a.name} does not belong to ${buf.name}`, ['LT3']);
+    return;
+  }
+  checkAlive(t, buf, 'dma_buf_detach');
+  yield* dma_resv_lock(t, buf.resv, null);
+  if (!checkAttached(t, a, 'dma_buf_detach')) {
+    yield* dma_resv_unlock(t, buf.resv);
+    return;
+  }
+  if (a.sgts.length > 0) {
+    leak(
+      t,
+      'mapping',
+      a.name,
+      a.sgts.length,
+      ['LT3', 'LT5', 'I9'],
+      `${a.name} detached with ${a.sgts.length} mapping(s) not unmapped`,
+    );
+  }
+  const dynPins = dma_buf_pin_on_map(a) ? a.pinCount - a.sgts.length : a.pinCount;
+  if (dynPins > 0) {
+    leak(t, 'pin', a.name, dynPins, ['LT3', 'LT4', 'I9'], `${a.name} detached with ${dynPins} pin(s) not undone`);
+  }
+  const i = buf.attachments.indexOf(a);
+  if (i >= 0) buf.attachments.splice(i, 1);
+  a.detached = origin(t);
+  yield* dma_resv_unlock(t, buf.resv);
+  if (buf.ops.detach) yield* buf.ops.detach(t, buf, a);
+});
+
+/**
+ * `dma_buf_pin()`: only for dynamic attachments ([LT4]).
+ * Locking: dmabuf->resv must be held ([L1]).
+ */
+export const dma_buf_pin = kfn('dma_buf_pin', function* (t: Task, a: DmaBufAttachment): KGen<number> {
+  dma_resv_assert_held(t, a.dmabuf.resv, 'dma_buf_pin');
+  if (!checkAttached(t, a, 'dma_buf_pin')) return -EINVAL;
+  if (!dma_buf_attachment_is_dynamic(a)) {
+    apiMisuse(t, 'dma_buf_pin', `pin on static attachment ${a.name}`, ['LT4', 'I10']);
+    return -EINVAL;
+  }
+  const ret = a.dmabuf.ops.pin ? yield* a.dmabuf.ops.pin(t, a) : 0;
+  if (ret === 0) a.pinCount++;
+  return ret;
+});
+
+/**
+ * `dma_buf_unpin()`.
+ * Locking: dmabuf->resv must be held ([L1]).
+ */
+export const dma_buf_unpin = kfn('dma_buf_unpin', function* (t: Task, a: DmaBufAttachment): KGen {
+  dma_resv_assert_held(t, a.dmabuf.resv, 'dma_buf_unpin');
+  if (!checkAttached(t, a, 'dma_buf_unpin')) return;
+  if (!dma_buf_attachment_is_dynamic(a)) {
+    apiMisuse(t, 'dma_buf_unpin', `unpin on static attachment ${a.name}`, ['LT4', 'I10']);
+    return;
+  }
+  if (a.pinCount <= 0) {
+    apiMisuse(t, 'dma_buf_unpin', `unpin of ${a.name} without a matching pin`, ['LT4', 'I10']);
+    return;
+  }
+  if (a.dmabuf.ops.unpin) yield* a.dmabuf.ops.unpin(t, a);
+  a.pinCount--;
+});
+
+/**
+ * `dma_buf_map_attachment()`: a fresh sg_table from the exporter. A static
+ * importer of a dynamic exporter is pinned first ([LT6]) and the core waits for
+ * KERNEL fences for it ([LT7]).
+ * Locking: dmabuf->resv must be held ([L1]).
+ */
+export const dma_buf_map_attachment = kfn(
+  'dma_buf_map_attachment',
+  function* (t: Task, a: DmaBufAttachment, dir: DmaDataDirection): KGen<Result<SgTable>> {
+    const buf = a.dmabuf;
+    dma_resv_assert_held(t, buf.resv, 'dma_buf_map_attachment');
+    if (!checkAttached(t, a, 'dma_buf_map_attachment') || !checkAlive(t, buf, 'dma_buf_map_attachment')) return -EINVAL;
+    if (!buf.ops.map_dma_buf) {
+      apiMisuse(t, 'dma_buf_map_attachment', `exporter ${buf.exp_name} has no map_dma_buf`, ['P2']);
+      return -EINVAL;
+    }
+    const pinOnMap = dma_buf_pin_on_map(a);
+    if (pinOnMap && buf.ops.pin) {
+      const ret = yield* buf.ops.pin(t, a);
+      if (ret < 0) {
+        if (ret === -EBUSY)
+          apiMisuse(t, 'dma_buf_map_attachment', 'pin for a static importer failed with -EBUSY', ['LT6']);
+        return ret;
+      }
+      a.pinCount++;
+    }
+    const sgt = yield* buf.ops.map_dma_buf(t, a, dir);
+    if (isErr(sgt)) {
+      if (pinOnMap && buf.ops.unpin) {
+        yield* buf.ops.unpin(t, a);
+        a.pinCount--;
+      }
+      return sgt;
+    }
+    a.sgts.push(sgt);
+    if (!dma_buf_attachment_is_dynamic(a)) {
+      yield* dma_resv_wait_timeout(t, buf.resv, DMA_RESV_USAGE_KERNEL, true);
+    }
+    return sgt;
+  },
+);
+
+/**
+ * `dma_buf_unmap_attachment()`: the table must come from a map on this
+ * attachment with the same direction ([LT5], [I11]).
+ * Locking: dmabuf->resv must be held ([L1]).
+ */
+export const dma_buf_unmap_attachment = kfn(
+  'dma_buf_unmap_attachment',
+  function* (t: Task, a: DmaBufAttachment, sgt: SgTable, dir: DmaDataDirection): KGen {
+    const buf = a.dmabuf;
+    dma_resv_assert_held(t, buf.resv, 'dma_buf_unmap_attachment');
+    if (!checkAttached(t, a, 'dma_buf_unmap_attachment')) return;
+    const i = a.sgts.indexOf(sgt);
+    if (i < 0) {
+      apiMisuse(t, 'dma_buf_unmap_attachment', `sg_table was not mapped on ${a.name} (or is already unmapped)`, [
+        'LT5',
+        'I11',
+      ]);
+      return;
+    }
+    if (sgt.dir !== dir) {
+      apiMisuse(t, 'dma_buf_unmap_attachment', `direction ${dir} differs from the map's ${sgt.dir}`, ['LT5', 'I11']);
+    }
+    a.sgts.splice(i, 1);
+    if (buf.ops.unmap_dma_buf) yield* buf.ops.unmap_dma_buf(t, a, sgt, dir);
+    sgt.unmapped = true;
+    if (dma_buf_pin_on_map(a) && buf.ops.unpin) {
+      yield* buf.ops.unpin(t, a);
+      a.pinCount--;
+    }
+  },
+);
+
+/** `dma_buf_map_attachment_unlocked()`: takes resv around the locked call ([L2]). */
+export const dma_buf_map_attachment_unlocked = kfn(
+  'dma_buf_map_attachment_unlocked',
+  function* (t: Task, a: DmaBufAttachment, dir: DmaDataDirection): KGen<Result<SgTable>> {
+    assertNotHeld(t, a.dmabuf.resv.lock, 'dma_buf_map_attachment_unlocked', ['L2', 'I14']);
+    yield* dma_resv_lock(t, a.dmabuf.resv, null);
+    const r = yield* dma_buf_map_attachment(t, a, dir);
+    yield* dma_resv_unlock(t, a.dmabuf.resv);
+    return r;
+  },
+);
+
+/** `dma_buf_unmap_attachment_unlocked()`: takes resv around the locked call ([L2]). */
+export const dma_buf_unmap_attachment_unlocked = kfn(
+  'dma_buf_unmap_attachment_unlocked',
+  function* (t: Task, a: DmaBufAttachment, sgt: SgTable, dir: DmaDataDirection): KGen {
+    assertNotHeld(t, a.dmabuf.resv.lock, 'dma_buf_unmap_attachment_unlocked', ['L2', 'I14']);
+    yield* dma_resv_lock(t, a.dmabuf.resv, null);
+    yield* dma_buf_unmap_attachment(t, a, sgt, dir);
+    yield* dma_resv_unlock(t, a.dmabuf.resv);
+  },
+);
+
+function* invalidate(t: Task, buf: DmaBuf, call: string): KGen {
+  dma_resv_assert_held(t, buf.resv, call, ['L4', 'I13']);
+  for (const a of buf.attachments.slice()) {
+    const cb = invalidateOp(a.importer_ops);
+    if (cb) yield* cb.call(a.importer_ops, t, a);
+  }
+}
+
+/**
+ * `dma_buf_invalidate_mappings()`: tell every dynamic importer its mappings
+ * are stale; callbacks run in list order, in the caller's context ([L4]).
+ * Locking: the exporter must hold dmabuf->resv.
+ */
+export const dma_buf_invalidate_mappings = kfn('dma_buf_invalidate_mappings', function* (t: Task, buf: DmaBuf): KGen {
+  yield* invalidate(t, buf, 'dma_buf_invalidate_mappings');
+});
+
+/** `dma_buf_move_notify()`: the pre-2026 name of {@link dma_buf_invalidate_mappings}. */
+export const dma_buf_move_notify = kfn('dma_buf_move_notify', function* (t: Task, buf: DmaBuf): KGen {
+  yield* invalidate(t, buf, 'dma_buf_move_notify');
+});
+
+/**
+ * `dma_buf_mmap()`: checks the range, points the VMA at the buffer's file
+ * (taking a file reference) and forwards to the exporter's mmap ([C1]).
+ * Locking: must be called without dmabuf->resv held ([L2]).
+ */
+export const dma_buf_mmap = kfn(
+  'dma_buf_mmap',
+  function* (t: Task, buf: DmaBuf, vma: Vma, pgoff: number): KGen<number> {
+    assertNotHeld(t, buf.resv.lock, 'dma_buf_mmap', ['L2', 'I14']);
+    if (!checkAlive(t, buf, 'dma_buf_mmap')) return -EINVAL;
+    if (!buf.ops.mmap) return -EINVAL;
+    if (pgoff + vma.pages > buf.pages) return -EINVAL;
+    yield* get_dma_buf(t, buf);
+    vma.vm_file = buf.name;
+    vma.vm_pgoff = pgoff;
+    return yield* buf.ops.mmap(t, buf, vma);
+  },
+);
+
+function* getPfn(t: Task, a: DmaBufAttachment, pgoff: number, call: string): KGen<Result<PfnResult>> {
+  const buf = a.dmabuf;
+  if (!checkAttached(t, a, call) || !checkAlive(t, buf, call)) return -EINVAL;
+  if (!buf.ops.get_pfn) {
+    apiMisuse(t, call, `exporter ${buf.exp_name} has no get_pfn`, ['P3']);
+    return -EINVAL;
+  }
+  return yield* buf.ops.get_pfn(t, a, pgoff);
+}
+
+/**
+ * `dma_buf_get_pfn_unlocked()` (RFC 01/12): takes resv, asks the exporter,
+ * drops resv. No fence wait and no put_pfn: validity afterwards is the
+ * importer's business ([P3], [K6]).
+ * Locking: must be called without dmabuf->resv held.
+ */
+export const dma_buf_get_pfn_unlocked = kfn(
+  'dma_buf_get_pfn_unlocked',
+  function* (t: Task, a: DmaBufAttachment, pgoff: number): KGen<Result<PfnResult>> {
+    const buf = a.dmabuf;
+    assertNotHeld(t, buf.resv.lock, 'dma_buf_get_pfn_unlocked', ['L2', 'P3', 'I14']);
+    if (!buf.ops.get_pfn) {
+      apiMisuse(t, 'dma_buf_get_pfn_unlocked', `exporter ${buf.exp_name} has no get_pfn`, ['P3']);
+      return -EINVAL;
+    }
+    if (dma_buf_is_dynamic(buf) && !t.k.config.moveNotify) return -ENOENT;
+    yield* dma_resv_lock(t, buf.resv, null);
+    const r = yield* getPfn(t, a, pgoff, 'dma_buf_get_pfn_unlocked');
+    yield* dma_resv_unlock(t, buf.resv);
+    return r;
+  },
+);
+
+/**
+ * `dma_buf_get_pfn()` (the locked variant proposed in the seed thread, [P4]).
+ * Locking: dmabuf->resv must be held by the caller.
+ */
+export const dma_buf_get_pfn = kfn('dma_buf_get_pfn', function* (t: Task, a: DmaBufAttachment, pgoff: number): KGen<
+  Result<PfnResult>
+> {
+  dma_resv_assert_held(t, a.dmabuf.resv, 'dma_buf_get_pfn', ['P4', 'L3', 'I14']);
+  return yield* getPfn(t, a, pgoff, 'dma_buf_get_pfn');
+});

@@ -1,0 +1,237 @@
+/**
+ * CPU mappings: mm_struct with its mmap_lock, VMAs with PTEs, the
+ * address_space an exporter zaps with `unmap_mapping_range()`, and the page
+ * fault path that calls a VMA's `vm_ops->fault` ([C1]–[C5], [L14]).
+ *
+ * Translations (PTEs here, SPTEs and DMA mappings elsewhere) are installed
+ * and removed with {@link installTranslation} / {@link zapTranslation} inside
+ * a step that declared a write of physmem.
+ *
+ * Models: mm/memory.c (vmf_insert_pfn, zap, unmap_mapping_range,
+ * handle_mm_fault), include/linux/mm_types.h, include/linux/fs.h (address_space)
+ */
+import { kasan_check } from '../checkers/kasan.ts';
+import { heldInfo, LOCK_CLASS, origin } from '../checkers/lockdep.ts';
+import type { Kernel } from './kernel.ts';
+import { EXCLUSIVE, Lock, lock_acquire, lock_release, SHARED } from './locking.ts';
+import { type PfnRef, staleMapping, Translation } from './page-alloc.ts';
+import { type KGen, KObject, kfn, type Task } from './sched.ts';
+
+export const VM_FAULT_SIGBUS = 0x0002;
+export const VM_FAULT_NOPAGE = 0x0100;
+export const VM_FAULT_RETRY = 0x0400;
+
+/** `struct mm_struct`: one per process (or per VM for KVM's userspace). */
+export class MmStruct extends KObject {
+  readonly type = 'mm_struct';
+  readonly mmap_lock: Lock;
+
+  constructor(k: Kernel, name: string) {
+    super(k, name);
+    this.mmap_lock = new Lock(k, `${name}->mmap_lock`, LOCK_CLASS.mmap_lock, 'rwsem');
+  }
+}
+
+/** `struct address_space`: the VMAs mapping a file, for `unmap_mapping_range()` ([C3]). */
+export class AddressSpace extends KObject {
+  readonly type = 'address_space';
+  /** Protected by i_mmap_rwsem. */
+  readonly i_mmap: Vma[] = [];
+  readonly i_mmap_rwsem: Lock;
+
+  constructor(k: Kernel, name: string) {
+    super(k, name);
+    this.i_mmap_rwsem = new Lock(k, `${name}->i_mmap_rwsem`, LOCK_CLASS.i_mmap, 'rwsem');
+  }
+}
+
+export interface VmFault {
+  readonly vma: Vma;
+  /** Page index within the VMA. */
+  readonly page: number;
+  /** `vmf->pgoff`: page offset within the file. */
+  readonly pgoff: number;
+}
+
+/**
+ * `struct vm_operations_struct`.
+ *
+ * `fault` — Locking: called with mmap_lock held for read. Must return with no
+ * lock taken in the handler still held; with VM_FAULT_RETRY, mmap_lock has
+ * been dropped ([L14], [I18]).
+ */
+export interface VmOperations {
+  readonly name: string;
+  fault(t: Task, vmf: VmFault): KGen<number>;
+}
+
+/** `struct vm_area_struct`; its PTEs live in physmem. */
+export class Vma {
+  vm_pgoff = 0;
+  vm_ops: VmOperations | null = null;
+  /** The address_space this VMA is linked into (of `vm_file`), if any. */
+  mapping: AddressSpace | null = null;
+  /** `vm_file`: the name of the file mapped (for reports). */
+  vm_file: string | null = null;
+  vm_private_data: unknown = null;
+  /** Mapped in its mm (set and cleared under mmap_lock held for write). */
+  live = false;
+  readonly ptes: (Translation | null)[];
+
+  constructor(
+    readonly mm: MmStruct,
+    /** Who owns the mapping (the importer, for reports). */
+    readonly owner: string,
+    readonly pages: number,
+  ) {
+    this.ptes = new Array<Translation | null>(pages).fill(null);
+  }
+}
+
+/**
+ * Records a new translation of `ref` (inside a step that declared a write of
+ * physmem). A PFN that no longer backs its buffer is a `stale-mapping` at
+ * install ([I2]).
+ */
+export function installTranslation(
+  t: Task,
+  kind: 'spte' | 'pte' | 'dma',
+  importer: string,
+  buffer: string,
+  page: number,
+  ref: PfnRef,
+): Translation {
+  const tr = new Translation(kind, importer, buffer, page, ref.frame, ref.gen, origin(t));
+  if (tr.stale) staleMapping(t, tr, 'install');
+  ref.frame.translations.push(tr);
+  t.k.physmem.translations.push(tr);
+  return tr;
+}
+
+/** Removes a translation (inside a step that declared a write of physmem). */
+export function zapTranslation(tr: Translation): void {
+  if (tr.state === 'gone') return;
+  tr.state = 'gone';
+  const list = tr.frame.translations;
+  const i = list.indexOf(tr);
+  if (i >= 0) list.splice(i, 1);
+}
+
+/** `vmf_insert_pfn()`: installs one PTE. */
+export const vmf_insert_pfn = kfn(
+  'vmf_insert_pfn',
+  function* (t: Task, vma: Vma, page: number, ref: PfnRef): KGen<number> {
+    yield t.at('vmf_insert_pfn', 'write', t.k.physmem);
+    if (vma.ptes[page]) return VM_FAULT_NOPAGE;
+    vma.ptes[page] = installTranslation(t, 'pte', vma.owner, vma.vm_file ?? '?', vma.vm_pgoff + page, ref);
+    return VM_FAULT_NOPAGE;
+  },
+);
+
+function zapVma(vma: Vma): number {
+  let n = 0;
+  for (let i = 0; i < vma.ptes.length; i++) {
+    const tr = vma.ptes[i];
+    if (tr) {
+      zapTranslation(tr);
+      vma.ptes[i] = null;
+      n++;
+    }
+  }
+  return n;
+}
+
+/** `zap_vma_ptes()`: removes every PTE of the VMA. */
+export const zap_vma_ptes = kfn('zap_vma_ptes', function* (t: Task, vma: Vma): KGen {
+  yield t.at('zap_vma_ptes', 'write', t.k.physmem);
+  zapVma(vma);
+});
+
+/**
+ * `unmap_mapping_range(mapping, 0, 0, 1)`: zaps the PTEs of every VMA linked
+ * into the address_space, under i_mmap_rwsem ([C3]). PTEs an importer put in
+ * a VMA of its own are not found ([C5]).
+ */
+export const unmap_mapping_range = kfn('unmap_mapping_range', function* (t: Task, mapping: AddressSpace): KGen {
+  yield* lock_acquire(t, mapping.i_mmap_rwsem, SHARED, 'i_mmap_lock_read');
+  yield t.at('unmap_mapping_range', 'write', t.k.physmem);
+  for (const vma of mapping.i_mmap) zapVma(vma);
+  yield* lock_release(t, mapping.i_mmap_rwsem, 'i_mmap_unlock_read');
+});
+
+/** Links a VMA into an address_space (`vma_link`, under i_mmap_rwsem). */
+export const vma_link = kfn('vma_link', function* (t: Task, vma: Vma, mapping: AddressSpace): KGen {
+  yield* lock_acquire(t, mapping.i_mmap_rwsem, EXCLUSIVE, 'i_mmap_lock_write');
+  mapping.i_mmap.push(vma);
+  vma.mapping = mapping;
+  yield* lock_release(t, mapping.i_mmap_rwsem, 'i_mmap_unlock_write');
+});
+
+/** Unlinks a VMA from its address_space. */
+export const vma_unlink = kfn('vma_unlink', function* (t: Task, vma: Vma): KGen {
+  const mapping = vma.mapping;
+  if (!mapping) return;
+  yield* lock_acquire(t, mapping.i_mmap_rwsem, EXCLUSIVE, 'i_mmap_lock_write');
+  const i = mapping.i_mmap.indexOf(vma);
+  if (i >= 0) mapping.i_mmap.splice(i, 1);
+  vma.mapping = null;
+  yield* lock_release(t, mapping.i_mmap_rwsem, 'i_mmap_unlock_write');
+});
+
+/**
+ * Calls `vm_ops->fault` and checks what it returns holding ([L14], [I18]):
+ * with VM_FAULT_RETRY mmap_lock must be gone; otherwise mmap_lock must still
+ * be held; nothing the handler took may remain held.
+ */
+export function* callFaultHandler(t: Task, vmf: VmFault, ops: VmOperations): KGen<number> {
+  const before = new Set(t.held.map((h) => h.lock));
+  const mmap = vmf.vma.mm.mmap_lock;
+  const ret = yield* ops.fault(t, vmf);
+  const retry = (ret & VM_FAULT_RETRY) !== 0;
+  const extra = t.held.filter((h) => !before.has(h.lock));
+  const stillMmap = t.holds(mmap);
+  if (extra.length > 0 || (retry && stillMmap)) {
+    const what = extra.length > 0 ? extra.map((h) => h.lock.name).join(', ') : mmap.name;
+    t.k.report(t, {
+      code: 'lock-held-on-return',
+      handler: ops.name,
+      held: heldInfo(t),
+      rules: ['L14', 'I18'],
+      message: `${ops.name} returned to the page-fault path with ${what} still held`,
+    });
+  }
+  return ret;
+}
+
+/**
+ * A user-space load/store at `page` of `vma`: through the PTE when present,
+ * else a page fault (mmap_lock for read, `vm_ops->fault`) and another try.
+ * Returns 0, or VM_FAULT_SIGBUS when the fault handler refused.
+ */
+export const user_access = kfn('user_access', function* (t: Task, vma: Vma, page: number): KGen<number> {
+  for (;;) {
+    yield t.at('user_access', 'read', t.k.physmem);
+    const pte = vma.ptes[page];
+    if (pte) {
+      kasan_check(t, pte, 'cpu');
+      return 0;
+    }
+    const ret = yield* handle_mm_fault(t, vma, page);
+    if (ret & VM_FAULT_SIGBUS) return VM_FAULT_SIGBUS;
+  }
+});
+
+/** `handle_mm_fault()` with the mmap_lock taken and dropped around it. */
+export const handle_mm_fault = kfn('handle_mm_fault', function* (t: Task, vma: Vma, page: number): KGen<number> {
+  const mmap = vma.mm.mmap_lock;
+  yield* lock_acquire(t, mmap, SHARED, 'mmap_read_lock');
+  const ops = vma.vm_ops;
+  if (!vma.live || !ops) {
+    // find_vma() found nothing: SIGSEGV.
+    yield* lock_release(t, mmap, 'mmap_read_unlock');
+    return VM_FAULT_SIGBUS;
+  }
+  const ret = yield* callFaultHandler(t, { vma, page, pgoff: vma.vm_pgoff + page }, ops);
+  if (!(ret & VM_FAULT_RETRY) && t.holds(mmap)) yield* lock_release(t, mmap, 'mmap_read_unlock');
+  return ret;
+});

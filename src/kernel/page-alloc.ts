@@ -1,0 +1,258 @@
+/**
+ * Physical memory: page frames (PFNs) in pools — system RAM, device VRAM and
+ * MMIO BARs — with allocation generations.
+ *
+ * Every frame carries a generation that changes whenever the frame stops
+ * backing what it backed (freed, or an MMIO BAR revoked). A translation
+ * (SPTE, CPU PTE, DMA mapping) records the generation it was made for, so a
+ * stale translation is detected exactly: its generation no longer matches
+ * the frame's (the reference §10, [I1], [I2]).
+ *
+ * For the explorer, all of physical memory and all translations form one
+ * shared object (`physmem`): accesses read it, and allocation, free,
+ * translation install and zap write it. Coarse, but sound.
+ *
+ * Models: mm/page_alloc.c (alloc_pages, __free_pages), the PCI BAR resources
+ * of drivers/pci
+ */
+import type { Origin } from '../checkers/finding.ts';
+import { origin } from '../checkers/lockdep.ts';
+import type { Kernel } from './kernel.ts';
+import { type KGen, KObject, type Task } from './sched.ts';
+
+export type PoolKind = 'system' | 'vram' | 'mmio';
+
+/** One life of a frame: allocated for `owner` at generation `gen`, maybe freed. */
+export interface FrameLife {
+  readonly gen: number;
+  readonly owner: string;
+  readonly allocated: Origin | null;
+  freed: Origin | null;
+}
+
+/** A page frame (`struct page` for RAM; a BAR page for MMIO). */
+export class Frame {
+  gen = 0;
+  state: 'free' | 'allocated' | 'mmio' = 'free';
+  /** Lives by generation; `lives[g]` is the allocation made at generation g. */
+  readonly lives: (FrameLife | undefined)[] = [];
+  /** Translations currently installed that map this frame. */
+  readonly translations: Translation[] = [];
+  /** MMIO only: false between a completed revoke and the next unrevoke. */
+  accessible = true;
+  /** MMIO only: where the last revoke completed. */
+  revoked: Origin | null = null;
+
+  constructor(
+    readonly pool: PagePool,
+    readonly pfn: number,
+  ) {}
+
+  get owner(): string {
+    if (this.state === 'mmio') return this.lives[0]?.owner ?? this.pool.name;
+    return this.lives[this.gen]?.owner ?? this.lives[this.gen - 1]?.owner ?? '(never allocated)';
+  }
+}
+
+/** A translation an importer installed: an SPTE, a CPU PTE or a DMA mapping. */
+export class Translation {
+  /** live: in use; invalidated: the importer promised not to use it; gone: torn down. */
+  state: 'live' | 'invalidated' | 'gone' = 'live';
+
+  constructor(
+    readonly kind: 'spte' | 'pte' | 'dma',
+    /** The importer (or exporter address_space user) that owns it. */
+    readonly importer: string,
+    readonly buffer: string,
+    readonly page: number,
+    readonly frame: Frame,
+    /** Generation of the frame when the PFN was obtained. */
+    readonly gen: number,
+    readonly made: Origin,
+  ) {}
+
+  get stale(): boolean {
+    return this.gen !== this.frame.gen || !this.frame.accessible;
+  }
+}
+
+/** A PFN as an exporter hands it out: the frame and the generation it is valid for. */
+export interface PfnRef {
+  readonly frame: Frame;
+  readonly gen: number;
+}
+
+export function pfnRef(frame: Frame): PfnRef {
+  return { frame, gen: frame.gen };
+}
+
+export class PagePool {
+  readonly frames: Frame[] = [];
+  /** Freed frames, most recently freed last: reused first, like a per-cpu page list. */
+  readonly freeList: Frame[] = [];
+
+  constructor(
+    readonly name: string,
+    readonly kind: PoolKind,
+    readonly basePfn: number,
+  ) {}
+
+  frameAt(i: number): Frame {
+    let f = this.frames[i];
+    while (!f) {
+      const n = new Frame(this, this.basePfn + this.frames.length);
+      this.frames.push(n);
+      f = this.frames[i];
+    }
+    return f;
+  }
+}
+
+/** All physical memory of the machine; the explorer sees it as one object. */
+export class PhysMem extends KObject {
+  readonly type = 'physmem';
+  readonly pools = new Map<string, PagePool>();
+  /** Every translation ever installed in this execution (reports and teardown checks). */
+  readonly translations: Translation[] = [];
+
+  constructor(k: Kernel) {
+    super(k, 'physmem');
+    this.pool('system', 'system', 0x100000);
+    this.pool('vram', 'vram', 0x800000);
+  }
+
+  pool(name: string, kind: PoolKind, basePfn: number): PagePool {
+    let p = this.pools.get(name);
+    if (!p) {
+      p = new PagePool(name, kind, basePfn);
+      this.pools.set(name, p);
+    }
+    return p;
+  }
+
+  /** A BAR of `pages` frames at `basePfn`: MMIO frames exist from the start. */
+  mmio(name: string, basePfn: number, pages: number): PagePool {
+    const p = this.pool(name, 'mmio', basePfn);
+    for (let i = 0; i < pages; i++) {
+      const f = p.frameAt(i);
+      f.state = 'mmio';
+      f.lives[0] = { gen: 0, owner: `${name} page ${i}`, allocated: null, freed: null };
+    }
+    return p;
+  }
+
+  override snapshot(): Record<string, unknown> {
+    const frames: Record<string, unknown>[] = [];
+    for (const p of this.pools.values()) {
+      for (const f of p.frames) {
+        frames.push({
+          pfn: hexPfn(f.pfn),
+          pool: p.name,
+          state: f.state === 'mmio' ? (f.accessible ? 'mmio' : 'mmio-revoked') : f.state,
+          gen: f.gen,
+          owner: f.owner,
+        });
+      }
+    }
+    return {
+      frames,
+      translations: this.translations
+        .filter((t) => t.state !== 'gone')
+        .map((t) => ({
+          kind: t.kind,
+          importer: t.importer,
+          buffer: t.buffer,
+          page: t.page,
+          pfn: hexPfn(t.frame.pfn),
+          gen: t.gen,
+          state: t.state,
+          stale: t.stale,
+        })),
+    };
+  }
+}
+
+export function hexPfn(pfn: number): string {
+  return `0x${pfn.toString(16)}`;
+}
+
+/** Takes `n` frames from `pool` without a step (setup code, or inside a declared step). */
+export function takeFrames(t: Task, pool: PagePool, n: number, owner: (i: number) => string): Frame[] {
+  const out: Frame[] = [];
+  for (let i = 0; i < n; i++) {
+    let f = pool.freeList.pop();
+    if (!f) f = pool.frameAt(pool.frames.length);
+    f.state = 'allocated';
+    f.lives[f.gen] = { gen: f.gen, owner: owner(i), allocated: origin(t), freed: null };
+    out.push(f);
+  }
+  return out;
+}
+
+/** `alloc_pages()`: `n` frames from `pool`, most recently freed first. */
+export function* alloc_pages(t: Task, pool: PagePool, n: number, owner: (i: number) => string): KGen<Frame[]> {
+  yield t.at('alloc_pages', 'alloc', t.k.physmem);
+  return takeFrames(t, pool, n, owner);
+}
+
+/**
+ * Frees frames without a step (inside a step that declared a write of
+ * physmem). A live translation still mapping a freed frame is a
+ * `stale-mapping` ([I1], [I2]).
+ */
+export function releaseFrames(t: Task, frames: readonly Frame[]): void {
+  for (const f of frames) {
+    for (const tr of f.translations) {
+      if (tr.state === 'live' && tr.gen === f.gen) staleMapping(t, tr, 'free');
+    }
+    const life = f.lives[f.gen];
+    if (life) life.freed = origin(t);
+    f.gen++;
+    f.state = 'free';
+    f.pool.freeList.push(f);
+  }
+}
+
+/** `__free_pages()`. */
+export function* free_pages(t: Task, frames: readonly Frame[]): KGen {
+  yield t.at('__free_pages', 'free', t.k.physmem);
+  releaseFrames(t, frames);
+}
+
+export function staleMapping(t: Task, tr: Translation, event: 'free' | 'revoke' | 'install' | 'teardown'): void {
+  const f = tr.frame;
+  const what =
+    event === 'free'
+      ? `frees pfn ${hexPfn(f.pfn)}`
+      : event === 'revoke'
+        ? `revokes pfn ${hexPfn(f.pfn)}`
+        : event === 'install'
+          ? `installs a ${tr.kind} for pfn ${hexPfn(f.pfn)}, which no longer backs ${tr.buffer}`
+          : `ends with pfn ${hexPfn(f.pfn)} no longer backing ${tr.buffer}`;
+  const still =
+    event === 'install' ? '' : ` while ${tr.importer}'s ${tr.kind} for ${tr.buffer} page ${tr.page} still maps it`;
+  t.k.report(t, {
+    code: 'stale-mapping',
+    event,
+    translation: translationInfo(tr),
+    frame: frameInfo(f, tr.gen),
+    rules: f.pool.kind === 'mmio' ? ['I25', 'V5', 'I1'] : ['I1', 'I2', 'LT8'],
+    message: `${t.name} ${what}${still}`,
+  });
+}
+
+export function frameInfo(f: Frame, gen: number = f.gen) {
+  const owner = f.state === 'mmio' ? f.owner : (f.lives[gen]?.owner ?? f.owner);
+  return { pfn: f.pfn, pool: f.pool.name, owner };
+}
+
+export function translationInfo(tr: Translation) {
+  return {
+    kind: tr.kind,
+    importer: tr.importer,
+    buffer: tr.buffer,
+    page: tr.page,
+    pfn: tr.frame.pfn,
+    made: tr.made,
+  };
+}

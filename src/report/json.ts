@@ -1,0 +1,59 @@
+/**
+ * The `--json` document (contract: docs/scenario-format.md, "--json"). The
+ * contract's fields come first; extra fields only add to it.
+ */
+import type { CheckResult } from '../check.ts';
+
+export const JSON_SCHEMA_VERSION = 1;
+
+export function resultJson(r: CheckResult) {
+  return {
+    file: r.file,
+    name: r.name,
+    verdict: r.verdict,
+    expected: r.expected ? { ...r.expected } : null,
+    met: r.met,
+    findings: r.findings.map((f) => ({
+      code: f.code,
+      message: f.message,
+      thread: f.thread,
+      token: f.token,
+      step: f.step,
+      fn: f.fn,
+      rules: f.rules,
+    })),
+    stats: {
+      executions: r.stats.executions,
+      steps: r.stats.steps,
+      complete: r.stats.complete,
+      ms: r.stats.ms,
+      redundant: r.stats.redundant,
+      extra_executions: r.stats.extraExecutions,
+      strategy: r.strategy,
+      stopped: r.stopped,
+    },
+    counterexample: r.counterexample
+      ? {
+          token: r.counterexample.token,
+          steps: r.counterexample.schedule.length,
+          context_switches: r.counterexample.switches,
+          preemptions: r.counterexample.preemptions,
+        }
+      : null,
+  };
+}
+
+/** An entry for a file that could not be checked (bad input). */
+export interface InputErrorJson {
+  readonly file: string;
+  readonly error: string;
+  readonly messages: readonly string[];
+}
+
+export function documentJson(results: readonly CheckResult[], errors: readonly InputErrorJson[]) {
+  return {
+    version: JSON_SCHEMA_VERSION,
+    results: results.map(resultJson),
+    ...(errors.length ? { errors } : {}),
+  };
+}

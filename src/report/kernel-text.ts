@@ -1,0 +1,268 @@
+/**
+ * Renders findings the way the kernel reports them: KASAN for memory
+ * findings, lockdep for lock findings, a WARN splat for the rest. Every
+ * report ends with the replay token and the command that replays it.
+ */
+
+import type { CheckResult, ReportedFinding } from '../check.ts';
+import type { Finding, HeldLockInfo, LockDependency, Origin, TranslationInfo } from '../checkers/finding.ts';
+import { type Colors, NO_COLORS } from './colors.ts';
+
+const RULE = '==================================================================';
+
+export function hex(pfn: number): string {
+  return `0x${pfn.toString(16)}`;
+}
+
+/** A backtrace: innermost first, outermost last, one frame per line. */
+function backtrace(stack: readonly string[], indent = ' '): string[] {
+  return [...stack].reverse().map((f) => `${indent}${f}`);
+}
+
+function originLines(title: string, o: Origin | null): string[] {
+  if (!o) return [`${title}: (not recorded)`];
+  return [`${title} thread ${o.thread} at step ${o.step}:`, ...backtrace(o.stack), ''];
+}
+
+function via(tr: TranslationInfo): string {
+  const what = tr.kind === 'spte' ? 'SPTE' : tr.kind === 'pte' ? 'CPU PTE' : 'DMA mapping';
+  return `${tr.importer}'s ${what} for ${tr.buffer} page ${tr.page}`;
+}
+
+function heldLines(held: readonly HeldLockInfo[], thread: string): string[] {
+  if (held.length === 0) return [`no locks held by ${thread}.`];
+  return [
+    `${held.length} lock${held.length > 1 ? 's' : ''} held by ${thread}:`,
+    ...held.map(
+      (h, i) =>
+        ` #${i}: ${h.name} (${h.class}){${h.mode === 'read' ? 'read' : 'write'}}, at: ${h.acquired.stack[h.acquired.stack.length - 1] ?? '?'} (step ${h.acquired.step})`,
+    ),
+  ];
+}
+
+function chainLines(chain: readonly LockDependency[]): string[] {
+  const out: string[] = ['the existing dependency chain (in reverse order) is:', ''];
+  chain
+    .slice()
+    .reverse()
+    .forEach((d, i) => {
+      out.push(`-> #${chain.length - 1 - i} (${d.to}):`);
+      if (d.seen) {
+        out.push(`       taken while holding ${d.from} by thread ${d.seen.thread} at step ${d.seen.step}:`);
+        out.push(...backtrace(d.seen.stack, '       '));
+      } else {
+        out.push(`       ${d.from} → ${d.to}: primed at boot (dma_resv_lockdep, [L8])`);
+      }
+      out.push('');
+    });
+  return out;
+}
+
+/** The kernel-style body of one finding (no surrounding rules). */
+export function findingBody(f: Finding): string[] {
+  switch (f.code) {
+    case 'use-after-free': {
+      const out = [
+        `BUG: KASAN: use-after-free in ${f.fn}`,
+        `Access to pfn ${hex(f.frame.pfn)} [${f.frame.pool}] by thread ${f.thread} at step ${f.step}: ${f.access.how} access through ${via(f.access.via)}`,
+        '',
+        ...backtrace(f.stack),
+        '',
+        ...originLines('PFN obtained (translation made) by', f.access.via.made),
+        ...originLines('Allocated by', f.allocated),
+        ...originLines('Freed by', f.freed),
+      ];
+      if (f.reused) out.push(...originLines(`Reallocated (now backs ${f.reused.owner}) by`, f.reused));
+      out.push(`The buggy address belongs to: ${f.frame.owner}`);
+      return out;
+    }
+    case 'stale-mapping':
+      return [
+        `BUG: stale mapping: ${f.message}`,
+        `pfn ${hex(f.frame.pfn)} [${f.frame.pool}] backed ${f.frame.owner}; ${via(f.translation)} still maps it (step ${f.step}, thread ${f.thread})`,
+        '',
+        ...backtrace(f.stack),
+        '',
+        ...originLines('Mapped by', f.translation.made),
+      ];
+    case 'access-after-revoke':
+      return [
+        `BUG: access after revoke in ${f.fn}`,
+        `Access to MMIO pfn ${hex(f.frame.pfn)} [${f.frame.pool}] by thread ${f.thread} at step ${f.step}: ${f.access.how} access through ${via(f.access.via)}`,
+        '',
+        ...backtrace(f.stack),
+        '',
+        ...originLines('PFN obtained (translation made) by', f.access.via.made),
+        ...originLines('Revoked by', f.revoked),
+      ];
+    case 'lock-not-held':
+    case 'lock-held':
+      return [
+        `WARNING: ${f.code === 'lock-not-held' ? 'lock not held' : 'lock held'}: ${f.message}`,
+        `thread ${f.thread} at step ${f.step}:`,
+        ...backtrace(f.stack),
+        '',
+        ...heldLines(f.held, f.thread),
+      ];
+    case 'lock-held-on-return':
+      return [
+        '================================================',
+        'WARNING: lock held when returning to user space!',
+        '------------------------------------------------',
+        `${f.thread} is leaving ${f.handler} with locks still held (step ${f.step}):`,
+        ...backtrace(f.stack),
+        '',
+        ...heldLines(f.held, f.thread),
+      ];
+    case 'lock-order':
+      if (f.kind === 'nesting') {
+        return [
+          '============================================',
+          'WARNING: possible recursive locking detected',
+          '--------------------------------------------',
+          `${f.thread} is trying to acquire lock:`,
+          ` ${f.lock.name} (${f.lock.class}), at: ${f.fn} (step ${f.step})`,
+          '',
+          'but task is already holding lock of the same class (without a shared ww_acquire_ctx):',
+          ...heldLines(f.held, f.thread),
+          '',
+          ...backtrace(f.stack),
+        ];
+      }
+      return [
+        '======================================================',
+        'WARNING: possible circular locking dependency detected',
+        '------------------------------------------------------',
+        `${f.thread} is trying to acquire lock:`,
+        ` ${f.lock.name} (${f.lock.class}), at: ${f.fn} (step ${f.step})`,
+        '',
+        'but task is already holding lock:',
+        ...heldLines(f.held, f.thread),
+        '',
+        'which lock already depends on the new lock.',
+        '',
+        ...chainLines(f.chain),
+        ...backtrace(f.stack),
+      ];
+    case 'deadlock':
+      if (f.kind === 'recursive') {
+        const w = f.waiters[0];
+        return [
+          '============================================',
+          'WARNING: possible recursive locking detected',
+          '--------------------------------------------',
+          `${f.thread} is trying to acquire lock:`,
+          ` ${w?.waitsFor ?? '?'}, at: ${w?.fn ?? f.fn} (step ${f.step})`,
+          '',
+          'but task is already holding lock:',
+          ...heldLines(w?.held ?? [], f.thread),
+          '',
+          ' *** DEADLOCK ***',
+          '',
+          ...backtrace(w?.stack ?? f.stack),
+        ];
+      }
+      return [
+        'INFO: task blocked forever: every unfinished thread is waiting (deadlock)',
+        '',
+        ...f.waiters.flatMap((w) => [
+          `${w.thread} is blocked in ${w.fn} on ${w.waitsFor}${w.holder ? `, held by ${w.holder}` : ''}:`,
+          ...backtrace(w.stack),
+          ...heldLines(w.held, w.thread),
+          '',
+        ]),
+      ];
+    case 'wait-in-signalling':
+      return [
+        'WARNING: possible circular locking dependency detected (dma_fence_map)',
+        `${f.thread}: ${f.what} inside a dma_fence signalling critical section (step ${f.step})`,
+        ...backtrace(f.stack),
+      ];
+    case 'leak':
+      return [`BUG: leak: ${f.message}`, `found by ${f.thread} at step ${f.step}:`, ...backtrace(f.stack)];
+    case 'refcount':
+      return [
+        `refcount_t: ${f.what === 'underflow' ? 'underflow; use-after-free' : 'use after release'}: ${f.message}`,
+        `thread ${f.thread} at step ${f.step}:`,
+        ...backtrace(f.stack),
+        '',
+        ...(f.released ? originLines('Released by', f.released) : []),
+      ];
+    case 'api-misuse':
+      return [
+        `WARNING: CPU: 0 PID: ${f.thread} at ${f.call}`,
+        `${f.reason} (step ${f.step})`,
+        'Call Trace:',
+        ...backtrace(f.stack),
+      ];
+  }
+}
+
+export interface ReportContext {
+  readonly file: string;
+  /** The command that runs this tool ("dmabuf-check"). */
+  readonly command?: string;
+}
+
+export function replayCommand(file: string, token: string, command = 'dmabuf-check'): string {
+  return `${command} replay ${file} --token ${token}`;
+}
+
+/** One finding, framed like a kernel splat, with its replay line. */
+export function renderFinding(f: ReportedFinding, ctx: ReportContext, c: Colors = NO_COLORS): string {
+  const body = findingBody(f);
+  return [
+    RULE,
+    c.bold(body[0] ?? ''),
+    ...body.slice(1),
+    `Rules: ${f.rules.map((r) => `[${r}]`).join(' ')}`,
+    `replay: ${f.token}`,
+    `  ${replayCommand(ctx.file, f.token, ctx.command)}`,
+    RULE,
+  ].join('\n');
+}
+
+function expectation(r: CheckResult): string {
+  if (!r.expected) return 'expected safe';
+  return `expected ${r.expected.verdict}${r.expected.finding ? ` (${r.expected.finding})` : ''}`;
+}
+
+function verdictWord(r: CheckResult, c: Colors): string {
+  const w = r.verdict;
+  return w === 'safe' ? c.green(w) : w === 'bug' ? c.red(w) : c.yellow(w);
+}
+
+/** A scenario's result: one status line, then the counterexample's findings. */
+export function renderResult(r: CheckResult, ctx: ReportContext, c: Colors = NO_COLORS): string {
+  const tag = r.met ? c.green('PASS') : c.red('FAIL');
+  const how =
+    r.verdict === 'bug'
+      ? 'counterexample found'
+      : r.stats.complete
+        ? 'every interleaving covered'
+        : `stopped: ${r.stopped ?? 'limit'}`;
+  const lines = [
+    `${tag} ${r.name} (${ctx.file}): ${verdictWord(r, c)}, ${expectation(r)} — ${r.stats.executions} executions, ${r.stats.steps} steps, ${how}`,
+  ];
+  if (r.counterexample) {
+    const cx = r.counterexample;
+    lines.push(
+      `  counterexample: ${cx.schedule.length} scheduled steps, ${cx.switches} context switch${cx.switches === 1 ? '' : 'es'} (${cx.preemptions} preemption${cx.preemptions === 1 ? '' : 's'}); findings: ${r.findings.map((f) => f.code).join(', ')}`,
+    );
+  }
+  if (r.expected?.finding && r.verdict === 'bug' && !r.met) {
+    lines.push(`  no interleaving reached ${r.expected.finding} within the limits`);
+  }
+  const wantedToken = r.wanted?.token;
+  let noted = false;
+  for (const f of r.findings) {
+    if (!noted && wantedToken && f.token === wantedToken && f.token !== r.counterexample?.token) {
+      lines.push(
+        `  the first counterexample does not show ${r.expected?.finding ?? 'the expected finding'}; a second one, searched for it:`,
+      );
+      noted = true;
+    }
+    lines.push(renderFinding(f, ctx, c));
+  }
+  return lines.join('\n');
+}

@@ -1,0 +1,652 @@
+/**
+ * Reads a scenario from YAML text (contract: docs/scenario-format.md).
+ *
+ * Pure: no file system. The caller reads the file and, when the scenario names
+ * driver modules by path, loads them first ({@link driverModuleRefs}) and
+ * passes them in. Every problem is reported with `file:line:col`, what was
+ * found and what was expected, and the nearest valid name when it looks like a
+ * typo; all problems are collected, not just the first.
+ */
+import {
+  isMap,
+  isScalar,
+  isSeq,
+  LineCounter,
+  type Node,
+  type Pair,
+  parseDocument,
+  type Scalar,
+  type YAMLMap,
+} from 'yaml';
+import { FINDING_CODES, type FindingCode } from '../checkers/finding.ts';
+import type { ArgSpec, DriverDef, ExporterDef, ImporterDef, OptionSpec } from '../drivers/driver.ts';
+import { BUILTIN_EXPORTERS, BUILTIN_IMPORTERS } from '../drivers/registry.ts';
+import { MAX_THREADS } from '../explorer/token.ts';
+import { expectedOneOf, ScenarioError, type ScenarioIssue } from './errors.ts';
+import type {
+  BufferSpec,
+  ExpectSpec,
+  ExploreSpec,
+  ImporterSpec,
+  OpSpecCall,
+  ScenarioSpec,
+  SourceLoc,
+  ThreadSpec,
+} from './spec.ts';
+
+export const MAX_PAGES = 64;
+export const MAX_SCENARIO_BYTES = 1 << 20;
+const NAME_RE = /^[a-z0-9-]+$/;
+const OBJECT_RE = /^[A-Za-z][A-Za-z0-9_-]*$/;
+
+/** A driver reference that names a module (a relative path), not a built-in. */
+export function isModuleRef(ref: string): boolean {
+  return /[/\\]/.test(ref) || /\.(ts|mts|js|mjs)$/.test(ref);
+}
+
+class Ctx {
+  readonly issues: ScenarioIssue[] = [];
+  constructor(
+    readonly file: string,
+    readonly lc: LineCounter,
+  ) {}
+
+  loc(node: Node | Pair | null | undefined): SourceLoc {
+    const n = node && 'range' in node ? node : node && 'key' in node ? (node.key as Node | null) : null;
+    const off = n?.range?.[0] ?? 0;
+    const p = this.lc.linePos(off);
+    return { line: p.line, col: p.col };
+  }
+
+  err(node: Node | Pair | null | undefined, message: string): void {
+    const l = this.loc(node);
+    this.issues.push({ file: this.file, line: l.line, col: l.col, message });
+  }
+}
+
+function describe(node: unknown): string {
+  if (node === null || node === undefined) return 'nothing';
+  if (isMap(node)) return 'a mapping';
+  if (isSeq(node)) return 'a list';
+  if (isScalar(node)) {
+    const v = node.value;
+    if (v === null) return 'null';
+    if (typeof v === 'string') return `the string "${v.length > 40 ? `${v.slice(0, 40)}…` : v}"`;
+    return `${typeof v} ${String(v)}`;
+  }
+  return 'something else';
+}
+
+function scalarString(c: Ctx, node: unknown, what: string): string | null {
+  if (isScalar(node) && typeof node.value === 'string') return node.value;
+  c.err(node as Node, `${what}: expected a string, found ${describe(node)}`);
+  return null;
+}
+
+function pairsOf(c: Ctx, node: unknown, what: string): Pair<Scalar, Node>[] | null {
+  if (!isMap(node)) {
+    c.err(node as Node, `${what}: expected a mapping, found ${describe(node)}`);
+    return null;
+  }
+  const out: Pair<Scalar, Node>[] = [];
+  for (const p of (node as YAMLMap).items) {
+    if (!isScalar(p.key) || typeof p.key.value !== 'string') {
+      c.err(p.key as Node, `${what}: keys must be plain names, found ${describe(p.key)}`);
+      continue;
+    }
+    out.push(p as Pair<Scalar, Node>);
+  }
+  return out;
+}
+
+function keyOf(p: Pair<Scalar, Node>): string {
+  return p.key.value as unknown as string;
+}
+
+/** Checks that only `allowed` keys appear; returns a key → pair map. */
+function fields(
+  c: Ctx,
+  node: unknown,
+  what: string,
+  allowed: readonly string[],
+): Map<string, Pair<Scalar, Node>> | null {
+  const pairs = pairsOf(c, node, what);
+  if (!pairs) return null;
+  const m = new Map<string, Pair<Scalar, Node>>();
+  for (const p of pairs) {
+    const k = keyOf(p);
+    if (!allowed.includes(k)) {
+      c.err(p.key, `${what}: unknown key "${k}"; ${expectedOneOf(k, allowed)}`);
+      continue;
+    }
+    m.set(k, p);
+  }
+  return m;
+}
+
+function intValue(c: Ctx, node: unknown, what: string, min: number, max: number): number | null {
+  if (isScalar(node) && typeof node.value === 'number' && Number.isInteger(node.value)) {
+    const v = node.value;
+    if (v < min || v > max) {
+      c.err(node, `${what}: ${v} is out of range; expected an integer from ${min} to ${max}`);
+      return null;
+    }
+    return v;
+  }
+  c.err(node as Node, `${what}: expected an integer from ${min} to ${max}, found ${describe(node)}`);
+  return null;
+}
+
+function optionValue(c: Ctx, node: unknown, what: string, spec: OptionSpec): boolean | string | number | null {
+  if (spec.type === 'boolean') {
+    if (isScalar(node) && typeof node.value === 'boolean') return node.value;
+    c.err(node as Node, `${what}: expected true or false, found ${describe(node)}`);
+    return null;
+  }
+  if (spec.type === 'int') return intValue(c, node, what, spec.min, spec.max);
+  if (isScalar(node) && typeof node.value === 'string' && spec.values.includes(node.value)) return node.value;
+  const found = isScalar(node) ? String(node.value) : '';
+  c.err(node as Node, `${what}: found ${describe(node)}; ${expectedOneOf(found, spec.values)}`);
+  return null;
+}
+
+/** Modules named by path in `exporter:` / `driver:`; the caller loads them before {@link loadScenario}. */
+export function driverModuleRefs(text: string): string[] {
+  const doc = parseDocument(text.length > MAX_SCENARIO_BYTES ? '' : text);
+  const js = doc.toJS({ maxAliasCount: 100 }) as unknown;
+  const refs = new Set<string>();
+  if (js && typeof js === 'object') {
+    const o = js as Record<string, unknown>;
+    for (const [section, key] of [
+      ['buffers', 'exporter'],
+      ['importers', 'driver'],
+    ] as const) {
+      const m = o[section];
+      if (!m || typeof m !== 'object') continue;
+      for (const v of Object.values(m as Record<string, unknown>)) {
+        const r = v && typeof v === 'object' ? (v as Record<string, unknown>)[key] : null;
+        if (typeof r === 'string' && isModuleRef(r)) refs.add(r);
+      }
+    }
+  }
+  return [...refs];
+}
+
+export interface LoadOptions {
+  /** Driver modules already loaded, by the reference the scenario wrote. */
+  readonly modules?: ReadonlyMap<string, DriverDef>;
+}
+
+/** Parses and validates a scenario; throws {@link ScenarioError} listing every problem. */
+export function loadScenario(text: string, file: string, opts: LoadOptions = {}): ScenarioSpec {
+  if (text.length > MAX_SCENARIO_BYTES) {
+    throw new ScenarioError([
+      {
+        file,
+        line: 1,
+        col: 1,
+        message: `file is ${text.length} bytes; a scenario may be at most ${MAX_SCENARIO_BYTES}`,
+      },
+    ]);
+  }
+  const lc = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lc, uniqueKeys: true, prettyErrors: false });
+  const c = new Ctx(file, lc);
+  for (const e of doc.errors) {
+    const p = lc.linePos(e.pos[0]);
+    c.issues.push({ file, line: p.line, col: p.col, message: `YAML: ${e.message.split('\n')[0]}` });
+  }
+  if (c.issues.length) throw new ScenarioError(c.issues);
+  const spec = validate(c, doc.contents, opts.modules ?? new Map());
+  if (c.issues.length || !spec)
+    throw new ScenarioError(c.issues.length ? c.issues : [{ file, line: 1, col: 1, message: 'empty scenario' }]);
+  return spec;
+}
+
+const TOP_KEYS = ['name', 'description', 'buffers', 'importers', 'threads', 'expect', 'explore'] as const;
+
+function validate(c: Ctx, root: unknown, modules: ReadonlyMap<string, DriverDef>): ScenarioSpec | null {
+  if (root === null || root === undefined) {
+    c.err(null, 'the file is empty; expected a scenario with name, buffers and threads');
+    return null;
+  }
+  const top = fields(c, root, 'scenario', TOP_KEYS);
+  if (!top) return null;
+  for (const k of ['name', 'buffers', 'threads'] as const) {
+    if (!top.has(k)) c.err(root as Node, `scenario: missing required key "${k}"`);
+  }
+
+  let name = '';
+  const nameP = top.get('name');
+  if (nameP) {
+    const n = scalarString(c, nameP.value, 'name');
+    if (n !== null) {
+      if (!NAME_RE.test(n)) c.err(nameP.value, `name: "${n}" must use only a-z, 0-9 and "-"`);
+      name = n;
+    }
+  }
+  let description = '';
+  const descP = top.get('description');
+  if (descP) description = scalarString(c, descP.value, 'description') ?? '';
+
+  const names = new Map<string, string>();
+  const claim = (node: Node | Pair, n: string, what: string): boolean => {
+    if (n === 'mm') {
+      c.err(node, `${what} "${n}": the name "mm" is reserved for memory ops (mm.alloc)`);
+      return false;
+    }
+    if (!OBJECT_RE.test(n)) {
+      c.err(node, `${what} "${n}": names start with a letter and use letters, digits, "_" and "-"`);
+      return false;
+    }
+    const prev = names.get(n);
+    if (prev) {
+      c.err(node, `${what} "${n}": the name is already used by a ${prev}`);
+      return false;
+    }
+    names.set(n, what);
+    return true;
+  };
+
+  const buffers: BufferSpec[] = [];
+  const bufP = top.get('buffers');
+  if (bufP) {
+    const pairs = pairsOf(c, bufP.value, 'buffers');
+    if (pairs && pairs.length === 0) c.err(bufP.value, 'buffers: expected at least one buffer');
+    for (const p of pairs ?? []) {
+      const b = bufferSpec(c, p, modules);
+      if (b && claim(p.key, b.name, 'buffer')) buffers.push(b);
+    }
+  }
+
+  const importers: ImporterSpec[] = [];
+  const impP = top.get('importers');
+  if (impP && !(isScalar(impP.value) && impP.value.value === null)) {
+    for (const p of pairsOf(c, impP.value, 'importers') ?? []) {
+      const i = importerSpec(c, p, modules, buffers);
+      if (i && claim(p.key, i.name, 'importer')) importers.push(i);
+    }
+  }
+
+  const threads: ThreadSpec[] = [];
+  const thrP = top.get('threads');
+  if (thrP) {
+    const pairs = pairsOf(c, thrP.value, 'threads');
+    if (pairs && pairs.length === 0) c.err(thrP.value, 'threads: expected at least one thread');
+    if (pairs && pairs.length > MAX_THREADS)
+      c.err(thrP.value, `threads: ${pairs.length} threads; at most ${MAX_THREADS} are supported`);
+    const seen = new Set<string>();
+    for (const p of pairs ?? []) {
+      const tn = keyOf(p);
+      if (seen.has(tn)) c.err(p.key, `thread "${tn}" is defined twice`);
+      seen.add(tn);
+      const th = threadSpec(c, p, buffers, importers);
+      if (th) threads.push(th);
+    }
+  }
+
+  const expect = top.get('expect') ? expectSpec(c, top.get('expect')?.value) : null;
+  const explore = top.get('explore') ? exploreSpec(c, top.get('explore')?.value) : {};
+  return { name, description, buffers, importers, threads, expect, explore };
+}
+
+function resolveDriver<K extends 'exporter' | 'importer'>(
+  c: Ctx,
+  node: Node,
+  ref: string,
+  kind: K,
+  modules: ReadonlyMap<string, DriverDef>,
+): (K extends 'exporter' ? ExporterDef : ImporterDef) | null {
+  type D = K extends 'exporter' ? ExporterDef : ImporterDef;
+  const builtins = kind === 'exporter' ? BUILTIN_EXPORTERS : BUILTIN_IMPORTERS;
+  if (isModuleRef(ref)) {
+    const m = modules.get(ref);
+    if (!m) {
+      c.err(
+        node,
+        `${kind} module "${ref}" was not loaded (only the command line loads driver modules, by a path relative to the scenario)`,
+      );
+      return null;
+    }
+    if (m.kind !== kind) {
+      c.err(node, `"${ref}" defines an ${m.kind} "${m.name}", but an ${kind} is expected here`);
+      return null;
+    }
+    return m as D;
+  }
+  const d = builtins.get(ref);
+  if (!d) {
+    c.err(
+      node,
+      `unknown ${kind} "${ref}"; ${expectedOneOf(ref, [...builtins.keys()])}, or a path to a TypeScript module ("./my-${kind}.ts")`,
+    );
+    return null;
+  }
+  return d as D;
+}
+
+function optionsOf(
+  c: Ctx,
+  node: unknown,
+  what: string,
+  specs: Readonly<Record<string, OptionSpec>>,
+  extra: Readonly<Record<string, OptionSpec>> = {},
+): Record<string, boolean | string | number> {
+  const all = { ...specs, ...extra };
+  const out: Record<string, boolean | string | number> = {};
+  for (const [k, s] of Object.entries(all)) out[k] = s.default;
+  if (node === undefined || (isScalar(node) && node.value === null)) return out;
+  const keys = Object.keys(all);
+  for (const p of pairsOf(c, node, what) ?? []) {
+    const k = keyOf(p);
+    const s = all[k];
+    if (!s) {
+      c.err(p.key, `${what}: unknown option "${k}"; ${expectedOneOf(k, keys)}`);
+      continue;
+    }
+    const v = optionValue(c, p.value, `${what}.${k}`, s);
+    if (v !== null) out[k] = v;
+  }
+  return out;
+}
+
+function bufferSpec(c: Ctx, p: Pair<Scalar, Node>, modules: ReadonlyMap<string, DriverDef>): BufferSpec | null {
+  const name = keyOf(p);
+  const what = `buffers.${name}`;
+  const f = fields(c, p.value, what, ['exporter', 'pages', 'options']);
+  if (!f) return null;
+  const exP = f.get('exporter');
+  if (!exP) {
+    c.err(
+      p.key,
+      `${what}: missing required key "exporter"; expected ${[...BUILTIN_EXPORTERS.keys()].join(', ')} or a module path`,
+    );
+    return null;
+  }
+  const ref = scalarString(c, exP.value, `${what}.exporter`);
+  if (ref === null) return null;
+  const exporter = resolveDriver(c, exP.value as Node, ref, 'exporter', modules);
+  const pagesP = f.get('pages');
+  const pages = pagesP ? (intValue(c, pagesP.value, `${what}.pages`, 1, MAX_PAGES) ?? 1) : 1;
+  if (!exporter) return null;
+  const options = optionsOf(c, f.get('options')?.value, `${what}.options`, exporter.options);
+  return { name, exporter, exporterRef: ref, pages, options };
+}
+
+const ATTACH_OPTION: Readonly<Record<string, OptionSpec>> = {
+  attach: {
+    type: 'enum',
+    values: ['auto', 'manual'],
+    default: 'auto',
+    doc: 'manual: not attached at setup; a thread calls <importer>.attach',
+  },
+};
+
+function importerSpec(
+  c: Ctx,
+  p: Pair<Scalar, Node>,
+  modules: ReadonlyMap<string, DriverDef>,
+  buffers: readonly BufferSpec[],
+): ImporterSpec | null {
+  const name = keyOf(p);
+  const what = `importers.${name}`;
+  const f = fields(c, p.value, what, ['driver', 'buffer', 'options']);
+  if (!f) return null;
+  const drvP = f.get('driver');
+  const bufP = f.get('buffer');
+  if (!drvP)
+    c.err(
+      p.key,
+      `${what}: missing required key "driver"; expected ${[...BUILTIN_IMPORTERS.keys()].join(', ')} or a module path`,
+    );
+  if (!bufP) c.err(p.key, `${what}: missing required key "buffer" (the buffer it imports)`);
+  if (!drvP || !bufP) return null;
+  const ref = scalarString(c, drvP.value, `${what}.driver`);
+  const bufName = scalarString(c, bufP.value, `${what}.buffer`);
+  if (ref === null || bufName === null) return null;
+  const driver = resolveDriver(c, drvP.value as Node, ref, 'importer', modules);
+  if (!buffers.some((b) => b.name === bufName)) {
+    c.err(
+      bufP.value,
+      `${what}.buffer: no buffer "${bufName}"; ${expectedOneOf(
+        bufName,
+        buffers.map((b) => b.name),
+      )}`,
+    );
+    return null;
+  }
+  if (!driver) return null;
+  const optNode = f.get('options')?.value;
+  const options = optionsOf(c, optNode, `${what}.options`, driver.options, ATTACH_OPTION);
+  const bad = driver.checkOptions?.(options);
+  if (bad) {
+    const optPair = isMap(optNode)
+      ? (optNode as YAMLMap).items.find((x) => isScalar(x.key) && x.key.value === bad.option)
+      : null;
+    c.err((optPair?.value as Node) ?? (optNode as Node) ?? p.key, `${what}.options.${bad.option}: ${bad.message}`);
+  }
+  const manual = options.attach === 'manual';
+  const { attach: _attach, ...driverOptions } = options;
+  return { name, driver, driverRef: ref, buffer: bufName, options: driverOptions, manual };
+}
+
+const MM_OPS: Readonly<Record<string, Readonly<Record<string, ArgSpec>>>> = {
+  alloc: {
+    pages: { type: 'int', min: 1, max: MAX_PAGES, default: 1 },
+    buffer: { type: 'enum', values: [] },
+    pool: { type: 'enum', values: ['system', 'vram'] },
+  },
+};
+
+interface Target {
+  readonly kind: 'buffer' | 'importer' | 'mm';
+  readonly ops: Readonly<Record<string, Readonly<Record<string, ArgSpec>>>>;
+  readonly pages: number;
+}
+
+function targets(buffers: readonly BufferSpec[], importers: readonly ImporterSpec[]): Map<string, Target> {
+  const m = new Map<string, Target>();
+  const bufPages = new Map(buffers.map((b) => [b.name, b.pages]));
+  for (const b of buffers) {
+    const ops: Record<string, Readonly<Record<string, ArgSpec>>> = { get: {}, put: {} };
+    for (const [o, s] of Object.entries(b.exporter.ops)) ops[o] = s.args ?? {};
+    m.set(b.name, { kind: 'buffer', ops, pages: b.pages });
+  }
+  for (const i of importers) {
+    const ops: Record<string, Readonly<Record<string, ArgSpec>>> = { detach: {} };
+    if (i.manual) ops.attach = {};
+    for (const [o, s] of Object.entries(i.driver.ops)) ops[o] = s.args ?? {};
+    m.set(i.name, { kind: 'importer', ops, pages: bufPages.get(i.buffer) ?? 1 });
+  }
+  m.set('mm', {
+    kind: 'mm',
+    ops: { alloc: { ...MM_OPS.alloc, buffer: { type: 'enum', values: buffers.map((b) => b.name) } } },
+    pages: MAX_PAGES,
+  });
+  return m;
+}
+
+function threadSpec(
+  c: Ctx,
+  p: Pair<Scalar, Node>,
+  buffers: readonly BufferSpec[],
+  importers: readonly ImporterSpec[],
+): ThreadSpec | null {
+  const name = keyOf(p);
+  if (!OBJECT_RE.test(name))
+    c.err(p.key, `thread "${name}": names start with a letter and use letters, digits, "_" and "-"`);
+  const what = `threads.${name}`;
+  if (!isSeq(p.value)) {
+    c.err(
+      p.value ?? p.key,
+      `${what}: expected a list of ops ("- kvm.access: { page: 0 }"), found ${describe(p.value)}`,
+    );
+    return null;
+  }
+  const tg = targets(buffers, importers);
+  const ops: OpSpecCall[] = [];
+  p.value.items.forEach((item, idx) => {
+    const op = opCall(c, item as Node, `${what}[${idx}]`, tg, importers);
+    if (op) ops.push(op);
+  });
+  return { name, ops };
+}
+
+function opCall(
+  c: Ctx,
+  item: Node,
+  what: string,
+  tg: Map<string, Target>,
+  importers: readonly ImporterSpec[],
+): OpSpecCall | null {
+  let callNode: Node = item;
+  let call: string;
+  let argsNode: unknown;
+  if (isScalar(item) && typeof item.value === 'string') {
+    call = item.value;
+  } else if (isMap(item) && item.items.length === 1) {
+    const pair = item.items[0] as Pair<Scalar, Node>;
+    if (!isScalar(pair.key) || typeof pair.key.value !== 'string') {
+      c.err(item, `${what}: expected "<object>.<op>", found ${describe(pair.key)}`);
+      return null;
+    }
+    callNode = pair.key;
+    call = pair.key.value;
+    argsNode = pair.value;
+  } else {
+    c.err(
+      item,
+      `${what}: expected one op, "<object>.<op>" or "<object>.<op>: { args }", found ${describe(item)}${isMap(item) ? ` with ${item.items.length} keys` : ''}`,
+    );
+    return null;
+  }
+  const dot = call.indexOf('.');
+  if (dot <= 0 || dot === call.length - 1) {
+    c.err(callNode, `${what}: "${call}" is not "<object>.<op>"; objects are ${[...tg.keys()].join(', ')}`);
+    return null;
+  }
+  const obj = call.slice(0, dot);
+  const opName = call.slice(dot + 1);
+  const target = tg.get(obj);
+  if (!target) {
+    c.err(callNode, `${what}: no object "${obj}"; ${expectedOneOf(obj, [...tg.keys()])}`);
+    return null;
+  }
+  const argSpecs = target.ops[opName];
+  if (!argSpecs) {
+    const hint =
+      opName === 'attach' && target.kind === 'importer'
+        ? ` ("${obj}.attach" needs options: { attach: manual }, otherwise setup attaches it)`
+        : '';
+    c.err(
+      callNode,
+      `${what}: ${target.kind} "${obj}" has no op "${opName}"; ${expectedOneOf(opName, Object.keys(target.ops))}${hint}`,
+    );
+    return null;
+  }
+  const args: Record<string, boolean | string | number> = {};
+  const given =
+    argsNode === undefined || (isScalar(argsNode) && argsNode.value === null)
+      ? []
+      : pairsOf(c, argsNode, `${what} ${call}`);
+  if (given === null) return null;
+  const allowed = Object.keys(argSpecs);
+  for (const ap of given) {
+    const k = keyOf(ap);
+    const s = argSpecs[k];
+    if (!s) {
+      c.err(ap.key, `${what} ${call}: unknown argument "${k}"; ${expectedOneOf(k, allowed)}`);
+      continue;
+    }
+    const v = argValue(c, ap.value, `${what} ${call}.${k}`, s, target.pages);
+    if (v !== null) args[k] = v;
+  }
+  for (const [k, s] of Object.entries(argSpecs)) {
+    if (args[k] !== undefined) continue;
+    if (s.required)
+      c.err(
+        callNode,
+        `${what} ${call}: missing argument "${k}"${s.type === 'page' ? ` (a page from 0 to ${target.pages - 1})` : ''}`,
+      );
+    else if (s.default !== undefined) args[k] = s.default;
+  }
+  void importers;
+  const argText = Object.keys(args).length
+    ? ` {${Object.entries(args)
+        .map(([k, v]) => ` ${k}: ${v}`)
+        .join(',')} }`
+    : '';
+  return { target: obj, op: opName, args, text: `${call}${argText}`, loc: c.loc(callNode) };
+}
+
+function argValue(c: Ctx, node: unknown, what: string, s: ArgSpec, pages: number): boolean | string | number | null {
+  switch (s.type) {
+    case 'page':
+      return intValue(c, node, `${what} (page)`, 0, pages - 1);
+    case 'int':
+      return intValue(c, node, what, s.min, s.max);
+    case 'boolean':
+      if (isScalar(node) && typeof node.value === 'boolean') return node.value;
+      c.err(node as Node, `${what}: expected true or false, found ${describe(node)}`);
+      return null;
+    case 'enum': {
+      if (isScalar(node) && typeof node.value === 'string' && s.values.includes(node.value)) return node.value;
+      c.err(
+        node as Node,
+        `${what}: found ${describe(node)}; ${expectedOneOf(isScalar(node) ? String(node.value) : '', s.values)}`,
+      );
+      return null;
+    }
+  }
+}
+
+function expectSpec(c: Ctx, node: unknown): ExpectSpec | null {
+  const f = fields(c, node, 'expect', ['verdict', 'finding']);
+  if (!f) return null;
+  const vP = f.get('verdict');
+  if (!vP) {
+    c.err(node as Node, 'expect: missing required key "verdict" (safe or bug)');
+    return null;
+  }
+  const v = scalarString(c, vP.value, 'expect.verdict');
+  if (v !== 'safe' && v !== 'bug') {
+    if (v !== null) c.err(vP.value, `expect.verdict: "${v}"; ${expectedOneOf(v, ['safe', 'bug'])}`);
+    return null;
+  }
+  const fP = f.get('finding');
+  if (!fP) return { verdict: v };
+  const code = scalarString(c, fP.value, 'expect.finding');
+  if (code === null) return null;
+  if (!(FINDING_CODES as readonly string[]).includes(code)) {
+    c.err(fP.value, `expect.finding: unknown finding code "${code}"; ${expectedOneOf(code, FINDING_CODES)}`);
+    return null;
+  }
+  if (v === 'safe') {
+    c.err(fP.value, 'expect.finding: a finding goes with verdict: bug, not safe');
+    return null;
+  }
+  return { verdict: v, finding: code as FindingCode };
+}
+
+function exploreSpec(c: Ctx, node: unknown): ExploreSpec {
+  const f = fields(c, node, 'explore', ['max_executions', 'strategy', 'seed']);
+  const out: { max_executions?: number; strategy?: 'dfs' | 'random'; seed?: number } = {};
+  if (!f) return out;
+  const m = f.get('max_executions');
+  if (m) {
+    const v = intValue(c, m.value, 'explore.max_executions', 1, 1_000_000_000);
+    if (v !== null) out.max_executions = v;
+  }
+  const s = f.get('strategy');
+  if (s) {
+    const v = scalarString(c, s.value, 'explore.strategy');
+    if (v === 'dfs' || v === 'random') out.strategy = v;
+    else if (v !== null) c.err(s.value, `explore.strategy: "${v}"; ${expectedOneOf(v, ['dfs', 'random'])}`);
+  }
+  const sd = f.get('seed');
+  if (sd) {
+    const v = intValue(c, sd.value, 'explore.seed', 0, 2 ** 32 - 1);
+    if (v !== null) out.seed = v;
+  }
+  return out;
+}

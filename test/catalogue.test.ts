@@ -1,0 +1,43 @@
+/**
+ * The bundled catalogue: every scenario's verdict is computed by the explorer
+ * and compared with its `expect`; every finding's replay token reproduces it.
+ */
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { compile } from '../src/scenario/compile.ts';
+import { replayToken } from '../src/trace/replay.ts';
+import { catalogueFiles, check, loadFile } from './helpers.ts';
+
+describe('catalogue', () => {
+  const files = catalogueFiles();
+
+  it('answers every question of the seed thread (at least the 14 listed in the issue)', () => {
+    expect(files.length).toBeGreaterThanOrEqual(14);
+  });
+
+  for (const file of files) {
+    describe(path.basename(file), () => {
+      const spec = loadFile(file);
+      const r = check(spec);
+
+      it('has a description saying which message it answers', () => {
+        expect(spec.description.length).toBeGreaterThan(40);
+        expect(spec.expect).not.toBeNull();
+      });
+
+      it(`explores to the expected verdict (${spec.expect?.verdict}${spec.expect?.finding ? `: ${spec.expect.finding}` : ''})`, () => {
+        expect(r.verdict).toBe(spec.expect?.verdict);
+        if (spec.expect?.finding) expect(r.findings.map((f) => f.code)).toContain(spec.expect.finding);
+        expect(r.met).toBe(true);
+        if (r.verdict === 'safe') expect(r.stats.complete).toBe(true);
+      });
+
+      it('replays every finding from its token', () => {
+        for (const f of r.findings) {
+          const { result } = replayToken(compile(spec), f.token, 'x.yaml');
+          expect(result.findings.map((g) => `${g.code} ${g.message} @${g.step}`)).toContain(`${f.code} ${f.message} @${f.step}`);
+        }
+      });
+    });
+  }
+});
