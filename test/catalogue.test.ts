@@ -35,7 +35,9 @@ describe('catalogue', () => {
       it('replays every finding from its token', () => {
         for (const f of r.findings) {
           const { result } = replayToken(compile(spec), f.token, 'x.yaml');
-          expect(result.findings.map((g) => `${g.code} ${g.message} @${g.step}`)).toContain(`${f.code} ${f.message} @${f.step}`);
+          expect(result.findings.map((g) => `${g.code} ${g.message} @${g.step}`)).toContain(
+            `${f.code} ${f.message} @${f.step}`,
+          );
         }
       });
     });
