@@ -12,6 +12,8 @@ import { apiMisuse } from './api.ts';
 
 export type AccessHow = 'guest' | 'cpu' | 'dma';
 
+const KIND_NAMES = { spte: 'an SPTE', pte: 'a CPU PTE', dma: 'a DMA mapping' } as const;
+
 /**
  * Checks one access by `t` through `tr` (inside a step that declared a read
  * of physmem). Returns true when the access was valid.
@@ -19,7 +21,7 @@ export type AccessHow = 'guest' | 'cpu' | 'dma';
 export function kasan_check(t: Task, tr: Translation, how: AccessHow): boolean {
   const f = tr.frame;
   if (tr.state === 'gone') {
-    apiMisuse(t, t.pending.fn, `${how} access through a ${tr.kind} that was already torn down`, ['LT10']);
+    apiMisuse(t, t.pending.fn, `${how} access through ${KIND_NAMES[tr.kind]} that was already torn down`, ['LT10']);
     return false;
   }
   if (f.pool.kind === 'mmio') {

@@ -1,0 +1,60 @@
+/**
+ * dmabuf-check's library API: the explicit list of what is public. The model,
+ * the explorer and the checkers are pure TypeScript (no Node APIs).
+ */
+
+export type { CheckOptions, CheckResult, CheckStats, ReportedFinding } from './check.ts';
+// Checking scenarios.
+export { checkScenario, meets } from './check.ts';
+export type { FindingCode } from './checkers/finding.ts';
+export { FINDING_CODES, type Finding, type Origin } from './checkers/finding.ts';
+export { kasan_check } from './checkers/kasan.ts';
+// Writing drivers (exporters and importers as TypeScript modules).
+export {
+  type ArgSpec,
+  type DriverDef,
+  defineExporter,
+  defineImporter,
+  type ExportedBuffer,
+  type ExporterDef,
+  type ExporterEnv,
+  type ImporterDef,
+  type ImporterEnv,
+  type ImporterInstance,
+  type OpArgs,
+  type OpSpec,
+  type OptionSpec,
+  type OptionValues,
+  PAGE_ARG,
+} from './drivers/driver.ts';
+export { BUILTIN_EXPORTERS, BUILTIN_IMPORTERS } from './drivers/registry.ts';
+export { type ExecResult, runExecution } from './explorer/execution.ts';
+export {
+  type Counterexample,
+  type ExploreOptions,
+  type ExploreResult,
+  explore,
+  type Strategy,
+  type Verdict,
+} from './explorer/explore.ts';
+export type { Program, World } from './explorer/program.ts';
+export { decodeToken, encodeToken, type ReplayToken, TokenError } from './explorer/token.ts';
+export * from './kernel/dma-buf.ts';
+export * from './kernel/dma-buf-ops.ts';
+export * from './kernel/dma-fence.ts';
+export * from './kernel/dma-resv.ts';
+export * from './kernel/errno.ts';
+export { Kernel, type KernelConfig } from './kernel/kernel.ts';
+export * from './kernel/locking.ts';
+export * from './kernel/memory.ts';
+export * from './kernel/page-alloc.ts';
+export { type AccessKind, type KGen, KObject, kfn, SharedObject, type Step, Task } from './kernel/sched.ts';
+export * from './kernel/ww-mutex.ts';
+export { documentJson, resultJson } from './report/json.ts';
+export { renderFinding, renderResult } from './report/kernel-text.ts';
+export { compile, scenarioHash } from './scenario/compile.ts';
+export { ScenarioError, type ScenarioIssue } from './scenario/errors.ts';
+export { driverModuleRefs, loadScenario } from './scenario/load-yaml.ts';
+export type { ScenarioSpec } from './scenario/spec.ts';
+export { replayToken } from './trace/replay.ts';
+export { TRACE_FORMAT, TRACE_VERSION, type Trace, type TraceStep } from './trace/trace.ts';
