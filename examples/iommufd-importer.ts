@@ -133,7 +133,7 @@ class IommufdImporter implements ImporterInstance {
     const entry = this.sgt?.entries[page] ?? null;
     if (entry) {
       // The device access is a step that reads physical memory: what KASAN checks.
-      yield t.at('iommufd_device_dma', 'read', t.k.physmem);
+      yield t.at('iommufd_device_dma', 'read', entry.frame);
       kasan_check(t, entry, 'dma');
     }
     yield* dma_resv_unlock(t, resv);

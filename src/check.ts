@@ -25,6 +25,7 @@ export interface CheckStats {
   readonly ms: number;
   readonly redundant: number;
   readonly extraExecutions: number;
+  readonly extraSteps: number;
 }
 
 export interface CheckResult {
@@ -94,6 +95,7 @@ export function checkScenario(spec: ScenarioSpec, file: string, opts: CheckOptio
       ms: Math.round(now() - t0),
       redundant: r.stats.redundant,
       extraExecutions: r.stats.extraExecutions,
+      extraSteps: r.stats.extraSteps,
     },
     stopped: r.stopped,
     strategy,

@@ -6,8 +6,8 @@ import { readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { DriverDef } from '../drivers/driver.ts';
-import { ScenarioError, type ScenarioIssue } from '../scenario/errors.ts';
-import { driverModuleRefs } from '../scenario/load-yaml.ts';
+import { nearest, ScenarioError, type ScenarioIssue } from '../scenario/errors.ts';
+import { driverModuleRefsAt } from '../scenario/load-yaml.ts';
 
 export class UsageError extends Error {
   readonly code = 'DMABUF_USAGE';
@@ -21,7 +21,10 @@ export function scenarioFiles(paths: readonly string[]): string[] {
     try {
       st = statSync(p);
     } catch {
-      throw new UsageError(`${p}: no such file or directory`);
+      const cmd = nearest(p, ['replay', 'check']);
+      throw new UsageError(
+        `${p}: no such file or directory${cmd ? ` (a scenario file or directory is expected here; did you mean the command "${cmd}"?)` : ''}`,
+      );
     }
     if (st.isDirectory()) {
       const found = walk(p);
@@ -50,15 +53,37 @@ export function readScenarioText(file: string): string {
   try {
     return readFileSync(file, 'utf8');
   } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') throw new UsageError(`${file}: no such file`);
+    if (code === 'EISDIR') throw new UsageError(`${file} is a directory; a scenario file (*.yaml) is expected here`);
     throw new UsageError(`${file}: cannot read: ${(e as Error).message}`);
   }
 }
 
-function locOf(text: string, needle: string): { line: number; col: number } {
-  const i = text.indexOf(needle);
-  if (i < 0) return { line: 1, col: 1 };
-  const before = text.slice(0, i).split('\n');
-  return { line: before.length, col: (before[before.length - 1]?.length ?? 0) + 1 };
+/**
+ * Imports a driver module. Node refuses a `.ts` ES module outside a package
+ * with `"type": "module"` (ERR_REQUIRE_CYCLE_MODULE, a confusing message);
+ * tsx's own loader imports it then.
+ */
+async function importModule(abs: string): Promise<Record<string, unknown>> {
+  try {
+    return (await import(pathToFileURL(abs).href)) as Record<string, unknown>;
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code !== 'ERR_REQUIRE_CYCLE_MODULE' && code !== 'ERR_REQUIRE_ESM') throw e;
+    const { tsImport } = await import('tsx/esm/api');
+    const ns = (await tsImport(pathToFileURL(abs).href, import.meta.url)) as Record<string, unknown>;
+    // Loaded as CommonJS: the module's exports are the namespace's default.
+    const cjs = ns.default;
+    return cjs && typeof cjs === 'object' && 'default' in cjs ? (cjs as Record<string, unknown>) : ns;
+  }
+}
+
+/** A module's load error in one or two lines: esbuild puts the position on the second. */
+function loadErrorText(e: unknown): string {
+  const lines = (e instanceof Error ? e.message : String(e)).split('\n').filter((l) => l.trim());
+  const first = lines[0] ?? 'unknown error';
+  return /^Transform failed/.test(first) && lines[1] ? `${first} ${lines[1].trim()}` : first;
 }
 
 function isDriverDef(x: unknown): x is DriverDef {
@@ -78,8 +103,7 @@ export async function loadDriverModules(file: string, text: string): Promise<Map
   const modules = new Map<string, DriverDef>();
   const issues: ScenarioIssue[] = [];
   const dir = path.dirname(path.resolve(file));
-  for (const ref of driverModuleRefs(text)) {
-    const { line, col } = locOf(text, ref);
+  for (const { ref, line, col } of driverModuleRefsAt(text)) {
     const issue = (message: string) => issues.push({ file, line, col, message });
     if (path.isAbsolute(ref)) {
       issue(`driver module "${ref}": give a path relative to the scenario file ("./${path.basename(ref)}")`);
@@ -101,9 +125,9 @@ export async function loadDriverModules(file: string, text: string): Promise<Map
       continue;
     }
     try {
-      mod = (await import(pathToFileURL(abs).href)) as Record<string, unknown>;
+      mod = await importModule(abs);
     } catch (e) {
-      issue(`driver module "${ref}" failed to load: ${(e as Error).message.split('\n')[0]}`);
+      issue(`driver module "${ref}" failed to load: ${loadErrorText(e)}`);
       continue;
     }
     const def = mod.default;

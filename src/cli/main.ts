@@ -72,11 +72,21 @@ interface CheckCliOptions {
 }
 
 async function runCheck(paths: string[], o: CheckCliOptions): Promise<number> {
-  const files = scenarioFiles(paths.length ? paths : [CATALOGUE]);
-  const c = colors(o.color !== false && !o.json && process.stdout.isTTY === true);
-  const progress = progressLine(process.stderr);
   const results: CheckResult[] = [];
   const errors: InputErrorJson[] = [];
+  // A path that does not exist is reported like a bad file: the others are still checked.
+  const files = new Set<string>();
+  for (const p of paths.length ? paths : [CATALOGUE]) {
+    try {
+      for (const f of scenarioFiles([p])) files.add(f);
+    } catch (e) {
+      if (!(e instanceof UsageError)) throw e;
+      errors.push({ file: p, error: e.code, messages: [e.message] });
+      process.stderr.write(`dmabuf-check: ${e.message}\n`);
+    }
+  }
+  const c = colors(o.color !== false && !o.json && process.stdout.isTTY === true);
+  const progress = progressLine(process.stderr);
   for (const file of files) {
     const name = shown(file);
     let text: string;
@@ -138,15 +148,22 @@ async function runReplay(file: string, o: ReplayCliOptions): Promise<number> {
   const modules = await loadDriverModules(file, text);
   const spec = loadScenario(text, name, { modules });
   const { result, trace } = replayToken(compile(spec), o.token, name);
-  if (o.trace) writeFileSync(o.trace, `${JSON.stringify(trace, null, 2)}\n`);
   if (o.json) {
     process.stdout.write(`${JSON.stringify(trace, null, 2)}\n`);
-    return EXIT_OK;
+  } else {
+    const c = colors(o.color !== false && process.stdout.isTTY === true);
+    process.stdout.write(`${formatReplay(trace)}\n`);
+    for (const f of result.findings)
+      process.stdout.write(`${renderFinding({ ...f, token: trace.token as never }, { file: name }, c)}\n`);
   }
-  const c = colors(o.color !== false && process.stdout.isTTY === true);
-  process.stdout.write(`${formatReplay(trace)}\n`);
-  for (const f of result.findings)
-    process.stdout.write(`${renderFinding({ ...f, token: trace.token as never }, { file: name }, c)}\n`);
+  // Written after the replay is printed, so a bad --trace path loses nothing.
+  if (o.trace) {
+    try {
+      writeFileSync(o.trace, `${JSON.stringify(trace, null, 2)}\n`);
+    } catch (e) {
+      throw new UsageError(`--trace ${o.trace}: cannot write the trace: ${(e as Error).message}`);
+    }
+  }
   return EXIT_OK;
 }
 

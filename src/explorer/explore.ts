@@ -75,6 +75,8 @@ export interface ExploreStats {
   redundant: number;
   /** Executions spent minimising and in targeted searches. */
   extraExecutions: number;
+  /** Steps of those executions. */
+  extraSteps: number;
   /** The main search covered every interleaving (up to reduction). */
   complete: boolean;
   /** Every finding code seen (with stopOnFinding false: over all executions). */
@@ -116,6 +118,7 @@ interface Searcher {
   readonly opts: ExploreOptions;
   readonly clock: () => number;
   extra: number;
+  extraSteps: number;
   stopped: StopReason | null;
 }
 
@@ -131,8 +134,9 @@ function outOfTime(s: Searcher): boolean {
 function searchFirst(s: Searcher, pred: Pred, budget: number): ExecResult | null {
   const src = new SleepSetDfs(true);
   for (let i = 0; i < budget; i++) {
-    const r = runExecution(s.program, src, { ...execOpts(s.opts) });
+    const r = runExecution(s.program, src, execOpts(s.opts));
     s.extra++;
+    s.extraSteps += r.steps;
     if (pred(r)) return r;
     if (!src.advance() || outOfTime(s)) return null;
     if (i % 256 === 255) s.opts.onProgress?.({ executions: s.extra, steps: 0, phase: 'search' });
@@ -149,6 +153,7 @@ function minimise(s: Searcher, found: ExecResult, pred: Pred, budget: number): E
     for (;;) {
       const r = runExecution(s.program, src, execOpts(s.opts));
       s.extra++;
+      s.extraSteps += r.steps;
       spent++;
       if (pred(r) && r.status !== 'abandoned') {
         if (r.preemptions < best.preemptions || (r.preemptions === best.preemptions && r.steps < best.steps)) best = r;
@@ -174,12 +179,13 @@ export function explore(program: Program, opts: ExploreOptions = {}): ExploreRes
   const maxExecutions = opts.maxExecutions ?? 1_000_000;
   const stopOnFinding = opts.stopOnFinding ?? true;
   const budget = opts.searchBudget ?? 50_000;
-  const s: Searcher = { program, opts, clock: opts.now ?? now, extra: 0, stopped: null };
+  const s: Searcher = { program, opts, clock: opts.now ?? now, extra: 0, extraSteps: 0, stopped: null };
   const stats: ExploreStats = {
     executions: 0,
     steps: 0,
     redundant: 0,
     extraExecutions: 0,
+    extraSteps: 0,
     complete: false,
     codes: [],
   };
@@ -228,6 +234,7 @@ export function explore(program: Program, opts: ExploreOptions = {}): ExploreRes
     }
   }
   stats.extraExecutions = s.extra;
+  stats.extraSteps = s.extraSteps;
   stats.codes = [...codes].sort();
   const verdict: Verdict = found ? 'bug' : stats.complete && !s.stopped ? 'safe' : 'unknown';
   return {

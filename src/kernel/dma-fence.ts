@@ -12,14 +12,14 @@
  *
  * Explorer declarations: a signal writes the fence and the machine-wide
  * "fence states" object (which resv list readers read); since callbacks may
- * touch anything, a signal is a global step.
+ * touch anything, a signal with callbacks queued is a global step.
  *
  * Models: drivers/dma-buf/dma-fence.c, include/linux/dma-fence.h
  */
 import { apiMisuse } from '../checkers/api.ts';
 import { EINVAL, ENOENT } from './errno.ts';
 import type { Kernel } from './kernel.ts';
-import { type Blocker, type KGen, KObject, kfn, type Task } from './sched.ts';
+import { type Blocker, type KGen, KObject, kfn, type Step, type Task } from './sched.ts';
 
 /** `struct dma_fence_ops`: the name ops are mandatory, the rest optional. */
 export interface DmaFenceOps {
@@ -97,9 +97,16 @@ function signalLocked(t: Task, f: DmaFence): boolean {
   return false;
 }
 
-function signalStep(t: Task, f: DmaFence, fn: string) {
+/** A signal runs the callbacks queued when it runs: global exactly when there are some. */
+function refreshSignal(s: Step): void {
+  s.global = (s.arg as DmaFence).cbs.length > 0;
+}
+
+function signalStep(t: Task, f: DmaFence, fn: string): Step {
   const s = t.at(fn, 'signal', f).touch(t.k.fenceStates, 'write');
-  s.global = true;
+  s.arg = f;
+  s.refresh = refreshSignal;
+  refreshSignal(s);
   return s;
 }
 

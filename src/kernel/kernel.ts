@@ -64,7 +64,7 @@ export class Kernel {
    * Records a finding raised by thread `t` while it runs its current step.
    * The same finding (code and message) is recorded once per execution.
    */
-  report(t: Task, detail: FindingDetail, fn: string = t.fn): void {
+  report(t: Task, detail: FindingDetail, stepFn?: string): void {
     const key = `${detail.code}\u0000${detail.message}`;
     if (this.findingKeys.has(key)) return;
     this.findingKeys.add(key);
@@ -72,8 +72,8 @@ export class Kernel {
       ...detail,
       step: this.step,
       thread: t.name,
-      fn,
-      stack: callStack(t),
+      fn: stepFn ?? t.fn,
+      stack: stepFn ? callStack(t) : t.stack.slice(),
     } as Finding);
   }
 }

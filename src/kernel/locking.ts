@@ -49,7 +49,7 @@ export class Lock extends KObject implements Blocker {
   /** Who holds it, for reports ("vcpu0" or "vcpu0, vcpu1 (read)"). */
   holderName(): string | null {
     if (this.owner) return this.owner.name;
-    if (this.readers.length) return `${this.readers.map((r) => r.name).join(', ')} (read)`;
+    if (this.readers.length) return `${this.readerNames().join(', ')} (read)`;
     return null;
   }
 
@@ -57,8 +57,16 @@ export class Lock extends KObject implements Blocker {
     return {
       class: this.cls,
       owner: this.owner?.name ?? null,
-      readers: this.readers.map((r) => r.name),
+      readers: this.readerNames(),
     };
+  }
+
+  /** Shared holders in thread order: the order they took it in does not matter (shared acquisitions commute). */
+  readerNames(): string[] {
+    return this.readers
+      .slice()
+      .sort((a, b) => a.idx - b.idx)
+      .map((r) => r.name);
   }
 
   /** Takes the lock for `t` (the step already established that it may). */
@@ -90,7 +98,7 @@ export function* lock_acquire(t: Task, lock: Lock, mode: number, fn: string): KG
 
 /** Non-blocking acquisition; true when taken. */
 export function* lock_try(t: Task, lock: Lock, mode: number, fn: string): KGen<boolean> {
-  yield t.at(fn, 'lock', lock);
+  yield t.at(fn, 'lock', lock, null, mode);
   if (lock.owner !== null || (mode === EXCLUSIVE && lock.readers.length > 0)) return false;
   lock.take(t, mode);
   lockAcquired(t, lock, mode);
@@ -98,7 +106,7 @@ export function* lock_try(t: Task, lock: Lock, mode: number, fn: string): KGen<b
 }
 
 export function* lock_release(t: Task, lock: Lock, fn: string): KGen {
-  yield t.at(fn, 'unlock', lock);
+  yield t.at(fn, 'unlock', lock, null, lock.owner === t ? EXCLUSIVE : lock.readers.includes(t) ? SHARED : EXCLUSIVE);
   const held = lock.drop(t);
   lockReleased(t, lock, held, fn);
 }

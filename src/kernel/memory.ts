@@ -5,7 +5,10 @@
  *
  * Translations (PTEs here, SPTEs and DMA mappings elsewhere) are installed
  * and removed with {@link installTranslation} / {@link zapTranslation} inside
- * a step that declared a write of physmem.
+ * a step that declared a write of the table and of the frame. A step that
+ * reads or zaps a table declares the frames the table maps *when the step
+ * runs* ({@link tableStep}): the explorer recomputes that before every
+ * dependence test.
  *
  * Models: mm/memory.c (vmf_insert_pfn, zap, unmap_mapping_range,
  * handle_mm_fault), include/linux/mm_types.h, include/linux/fs.h (address_space)
@@ -14,8 +17,8 @@ import { kasan_check } from '../checkers/kasan.ts';
 import { heldInfo, LOCK_CLASS, origin } from '../checkers/lockdep.ts';
 import type { Kernel } from './kernel.ts';
 import { EXCLUSIVE, Lock, lock_acquire, lock_release, SHARED } from './locking.ts';
-import { type PfnRef, staleMapping, Translation } from './page-alloc.ts';
-import { type KGen, KObject, kfn, type Task } from './sched.ts';
+import { hexPfn, type PfnRef, staleMapping, Translation } from './page-alloc.ts';
+import { type KGen, KObject, kfn, SharedObject, type Step, type Task } from './sched.ts';
 
 export const VM_FAULT_SIGBUS = 0x0002;
 export const VM_FAULT_NOPAGE = 0x0100;
@@ -65,8 +68,63 @@ export interface VmOperations {
   fault(t: Task, vmf: VmFault): KGen<number>;
 }
 
-/** `struct vm_area_struct`; its PTEs live in physmem. */
-export class Vma {
+/**
+ * A table of translations (a VMA's PTEs, a VM's SPTEs). Each entry is a
+ * shared object of its own (`slots[i]`), so accesses to different pages
+ * commute.
+ */
+export interface TranslationTable extends KObject {
+  readonly entries: (Translation | null)[];
+  readonly slots: readonly KObject[];
+}
+
+/** One shared object per entry of a translation table. */
+export function tableSlots(k: Kernel, name: string, n: number): KObject[] {
+  return Array.from({ length: n }, (_, i) => new SharedObject(k, `${name}[${i}]`, 'translation_slot'));
+}
+
+interface TableDecl {
+  readonly tables: readonly TranslationTable[];
+  /** One page of each table, or -1 for all. */
+  readonly page: number;
+  readonly write: boolean;
+  /** Accesses declared before the frames. */
+  readonly base: number;
+}
+
+function refreshTables(s: Step): void {
+  const d = s.arg as TableDecl;
+  s.nacc = d.base;
+  s.global = false;
+  const mode = d.write ? 'write' : 'read';
+  for (const tb of d.tables) {
+    if (d.page >= 0) {
+      const slot = tb.slots[d.page];
+      if (slot) s.touch(slot, mode);
+      const e = tb.entries[d.page];
+      if (e) s.touch(e.frame, mode);
+    } else {
+      for (const slot of tb.slots) s.touch(slot, mode);
+      for (const e of tb.entries) if (e) s.touch(e.frame, mode);
+    }
+  }
+}
+
+/**
+ * Declares on `s` the entries of `tables` (page `page`, or all with -1) and
+ * the frames they map, read or written — recomputed from the tables whenever
+ * the explorer asks, since the frames an entry maps change.
+ */
+export function tableStep(s: Step, tables: readonly TranslationTable[], page: number, write: boolean): Step {
+  s.arg = { tables, page, write, base: s.nacc } satisfies TableDecl;
+  s.refresh = refreshTables;
+  refreshTables(s);
+  return s;
+}
+
+/** `struct vm_area_struct`; its PTE table is a shared object. */
+export class Vma extends KObject implements TranslationTable {
+  readonly type = 'vm_area_struct';
   vm_pgoff = 0;
   vm_ops: VmOperations | null = null;
   /** The address_space this VMA is linked into (of `vm_file`), if any. */
@@ -79,12 +137,29 @@ export class Vma {
   readonly ptes: (Translation | null)[];
 
   constructor(
+    k: Kernel,
     readonly mm: MmStruct,
     /** Who owns the mapping (the importer, for reports). */
     readonly owner: string,
     readonly pages: number,
   ) {
+    super(k, `${owner}:vma`);
     this.ptes = new Array<Translation | null>(pages).fill(null);
+    this.slots = tableSlots(k, `${owner}:pte`, pages);
+  }
+
+  readonly slots: readonly KObject[];
+
+  get entries(): (Translation | null)[] {
+    return this.ptes;
+  }
+
+  override snapshot(): Record<string, unknown> {
+    return {
+      live: this.live,
+      file: this.vm_file,
+      ptes: this.ptes.map((p) => (p ? { pfn: hexPfn(p.frame.pfn), stale: p.stale } : null)),
+    };
   }
 }
 
@@ -121,7 +196,12 @@ export function zapTranslation(tr: Translation): void {
 export const vmf_insert_pfn = kfn(
   'vmf_insert_pfn',
   function* (t: Task, vma: Vma, page: number, ref: PfnRef): KGen<number> {
-    yield t.at('vmf_insert_pfn', 'write', t.k.physmem);
+    yield tableStep(
+      t.at('vmf_insert_pfn', 'write', vma.slots[page] ?? vma).touch(ref.frame, 'write'),
+      [vma],
+      page,
+      true,
+    );
     if (vma.ptes[page]) return VM_FAULT_NOPAGE;
     vma.ptes[page] = installTranslation(t, 'pte', vma.owner, vma.vm_file ?? '?', vma.vm_pgoff + page, ref);
     return VM_FAULT_NOPAGE;
@@ -143,7 +223,7 @@ function zapVma(vma: Vma): number {
 
 /** `zap_vma_ptes()`: removes every PTE of the VMA. */
 export const zap_vma_ptes = kfn('zap_vma_ptes', function* (t: Task, vma: Vma): KGen {
-  yield t.at('zap_vma_ptes', 'write', t.k.physmem);
+  yield tableStep(t.at('zap_vma_ptes', 'write', vma), [vma], -1, true);
   zapVma(vma);
 });
 
@@ -154,7 +234,10 @@ export const zap_vma_ptes = kfn('zap_vma_ptes', function* (t: Task, vma: Vma): K
  */
 export const unmap_mapping_range = kfn('unmap_mapping_range', function* (t: Task, mapping: AddressSpace): KGen {
   yield* lock_acquire(t, mapping.i_mmap_rwsem, SHARED, 'i_mmap_lock_read');
-  yield t.at('unmap_mapping_range', 'write', t.k.physmem);
+  // The VMAs in i_mmap cannot change while we hold i_mmap_rwsem.
+  const s = t.at('unmap_mapping_range', 'write', mapping);
+  for (const vma of mapping.i_mmap) s.touch(vma, 'write');
+  yield tableStep(s, mapping.i_mmap, -1, true);
   for (const vma of mapping.i_mmap) zapVma(vma);
   yield* lock_release(t, mapping.i_mmap_rwsem, 'i_mmap_unlock_read');
 });
@@ -210,7 +293,7 @@ export function* callFaultHandler(t: Task, vmf: VmFault, ops: VmOperations): KGe
  */
 export const user_access = kfn('user_access', function* (t: Task, vma: Vma, page: number): KGen<number> {
   for (;;) {
-    yield t.at('user_access', 'read', t.k.physmem);
+    yield tableStep(t.at('user_access', 'read', vma.slots[page] ?? vma), [vma], page, false);
     const pte = vma.ptes[page];
     if (pte) {
       kasan_check(t, pte, 'cpu');

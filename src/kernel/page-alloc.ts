@@ -8,9 +8,11 @@
  * stale translation is detected exactly: its generation no longer matches
  * the frame's (the reference §10, [I1], [I2]).
  *
- * For the explorer, all of physical memory and all translations form one
- * shared object (`physmem`): accesses read it, and allocation, free,
- * translation install and zap write it. Coarse, but sound.
+ * For the explorer every frame is a shared object: an access through a
+ * translation reads it; installing or zapping a translation of it, freeing it
+ * or revoking it writes it. A pool's free list is an object of its own, which
+ * allocation and free write. (Allocation changes only what reports say about a
+ * frame — its owner — never its generation, so it does not write the frame.)
  *
  * Models: mm/page_alloc.c (alloc_pages, __free_pages), the PCI BAR resources
  * of drivers/pci
@@ -18,7 +20,7 @@
 import type { Origin } from '../checkers/finding.ts';
 import { origin } from '../checkers/lockdep.ts';
 import type { Kernel } from './kernel.ts';
-import { type KGen, KObject, type Task } from './sched.ts';
+import { type KGen, KObject, type Step, type Task } from './sched.ts';
 
 export type PoolKind = 'system' | 'vram' | 'mmio';
 
@@ -31,7 +33,8 @@ export interface FrameLife {
 }
 
 /** A page frame (`struct page` for RAM; a BAR page for MMIO). */
-export class Frame {
+export class Frame extends KObject {
+  readonly type = 'page';
   gen = 0;
   state: 'free' | 'allocated' | 'mmio' = 'free';
   /** Lives by generation; `lives[g]` is the allocation made at generation g. */
@@ -44,9 +47,22 @@ export class Frame {
   revoked: Origin | null = null;
 
   constructor(
+    k: Kernel,
     readonly pool: PagePool,
     readonly pfn: number,
-  ) {}
+  ) {
+    super(k, `pfn ${hexPfn(pfn)}`);
+  }
+
+  override snapshot(): Record<string, unknown> {
+    return {
+      pool: this.pool.name,
+      state: this.state === 'mmio' ? (this.accessible ? 'mmio' : 'mmio-revoked') : this.state,
+      gen: this.gen,
+      owner: this.owner,
+      mapped_by: this.translations.map((t) => `${t.importer} ${t.kind}${t.stale ? ' (stale)' : ''}`),
+    };
+  }
 
   get owner(): string {
     if (this.state === 'mmio') return this.lives[0]?.owner ?? this.pool.name;
@@ -86,21 +102,30 @@ export function pfnRef(frame: Frame): PfnRef {
   return { frame, gen: frame.gen };
 }
 
-export class PagePool {
+/** A pool of frames; the object is its free list. */
+export class PagePool extends KObject {
+  readonly type = 'page_pool';
   readonly frames: Frame[] = [];
   /** Freed frames, most recently freed last: reused first, like a per-cpu page list. */
   readonly freeList: Frame[] = [];
 
   constructor(
-    readonly name: string,
+    private readonly k: Kernel,
+    name: string,
     readonly kind: PoolKind,
     readonly basePfn: number,
-  ) {}
+  ) {
+    super(k, name);
+  }
+
+  override snapshot(): Record<string, unknown> {
+    return { kind: this.kind, frames: this.frames.length, free: this.freeList.map((f) => hexPfn(f.pfn)) };
+  }
 
   frameAt(i: number): Frame {
     let f = this.frames[i];
     while (!f) {
-      const n = new Frame(this, this.basePfn + this.frames.length);
+      const n = new Frame(this.k, this, this.basePfn + this.frames.length);
       this.frames.push(n);
       f = this.frames[i];
     }
@@ -115,7 +140,7 @@ export class PhysMem extends KObject {
   /** Every translation ever installed in this execution (reports and teardown checks). */
   readonly translations: Translation[] = [];
 
-  constructor(k: Kernel) {
+  constructor(private readonly k: Kernel) {
     super(k, 'physmem');
     this.pool('system', 'system', 0x100000);
     this.pool('vram', 'vram', 0x800000);
@@ -124,7 +149,7 @@ export class PhysMem extends KObject {
   pool(name: string, kind: PoolKind, basePfn: number): PagePool {
     let p = this.pools.get(name);
     if (!p) {
-      p = new PagePool(name, kind, basePfn);
+      p = new PagePool(this.k, name, kind, basePfn);
       this.pools.set(name, p);
     }
     return p;
@@ -191,13 +216,13 @@ export function takeFrames(t: Task, pool: PagePool, n: number, owner: (i: number
 
 /** `alloc_pages()`: `n` frames from `pool`, most recently freed first. */
 export function* alloc_pages(t: Task, pool: PagePool, n: number, owner: (i: number) => string): KGen<Frame[]> {
-  yield t.at('alloc_pages', 'alloc', t.k.physmem);
+  yield t.at('alloc_pages', 'alloc', pool);
   return takeFrames(t, pool, n, owner);
 }
 
 /**
- * Frees frames without a step (inside a step that declared a write of
- * physmem). A live translation still mapping a freed frame is a
+ * Frees frames without a step (inside a step declared by {@link freeStep}).
+ *  A live translation still mapping a freed frame is a
  * `stale-mapping` ([I1], [I2]).
  */
 export function releaseFrames(t: Task, frames: readonly Frame[]): void {
@@ -213,9 +238,20 @@ export function releaseFrames(t: Task, frames: readonly Frame[]): void {
   }
 }
 
+/** Declares a step that frees `frames` (writes each and their pools' free lists). */
+export function freeStep(t: Task, fn: string, frames: readonly Frame[]): Step {
+  const first = frames[0];
+  const s = t.at(fn, 'free', first ? first.pool : t.k.physmem);
+  for (const f of frames) {
+    if (f.pool !== first?.pool) s.touch(f.pool, 'write');
+    s.touch(f, 'write');
+  }
+  return s;
+}
+
 /** `__free_pages()`. */
 export function* free_pages(t: Task, frames: readonly Frame[]): KGen {
-  yield t.at('__free_pages', 'free', t.k.physmem);
+  yield freeStep(t, '__free_pages', frames);
   releaseFrames(t, frames);
 }
 

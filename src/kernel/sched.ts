@@ -37,7 +37,7 @@ export interface Blocker {
 }
 
 /** Upper bound on declared accesses per step; more make the step global. */
-export const MAX_ACCESSES = 8;
+export const MAX_ACCESSES = 16;
 
 /**
  * The step a thread is about to take. One instance per task, reused: a task
@@ -61,6 +61,13 @@ export class Step {
   global = false;
   /** Depth of the task's call stack when the step was declared. */
   depth = 0;
+  /**
+   * For a step whose accesses depend on shared state it declares (a fence
+   * signal runs whatever callbacks are queued when it runs): recomputes the
+   * declaration from the current state. The explorer calls it before every
+   * dependence test, so the declaration is always the one of this state.
+   */
+  refresh: ((s: Step) => void) | null = null;
 
   /** Adds an access to the declaration. */
   touch(obj: KObject, kind: AccessKind): this {
@@ -75,6 +82,8 @@ export class Step {
 
 /** Whether two declared steps conflict (touch one object, at least one writes). */
 export function dependent(a: Step, b: Step): boolean {
+  if (a.refresh !== null) a.refresh(a);
+  if (b.refresh !== null) b.refresh(b);
   if (a.global || b.global) return true;
   return accDependent(a.acc, a.nacc, b.acc, b.nacc);
 }
@@ -126,7 +135,11 @@ export class Task {
     readonly name: string,
   ) {}
 
-  /** Declares the next step; returns it for `yield`. */
+  /**
+   * Declares the next step; returns it for `yield`. A lock or unlock in
+   * shared mode (`mode` 1) reads the lock: shared acquisitions and releases by
+   * different threads commute.
+   */
   at(fn: string, kind: AccessKind, obj: KObject, blocker: Blocker | null = null, mode = 0): Step {
     const s = this.pending;
     s.fn = fn;
@@ -137,8 +150,9 @@ export class Task {
     s.arg = null;
     s.nacc = 0;
     s.global = false;
+    s.refresh = null;
     s.depth = this.stack.length;
-    return s.touch(obj, kind);
+    return s.touch(obj, mode === 1 && (kind === 'lock' || kind === 'unlock') ? 'read' : kind);
   }
 
   /** Whether this thread holds `lock` (in any mode). */

@@ -28,17 +28,18 @@ export class SrcuStruct extends KObject implements Blocker {
   }
 }
 
+/** Read-side sections of different threads commute (shared mode); a grace period conflicts with them. */
 export function* srcu_read_lock(t: Task, ssp: SrcuStruct): KGen<number> {
-  yield t.at('srcu_read_lock', 'write', ssp);
+  yield t.at('srcu_read_lock', 'lock', ssp, null, 1);
   ssp.readers++;
   return 0;
 }
 
 export function* srcu_read_unlock(t: Task, ssp: SrcuStruct, _idx: number): KGen {
-  yield t.at('srcu_read_unlock', 'write', ssp);
+  yield t.at('srcu_read_unlock', 'unlock', ssp, null, 1);
   ssp.readers--;
 }
 
 export function* synchronize_srcu(t: Task, ssp: SrcuStruct): KGen {
-  yield t.at('synchronize_srcu', 'wait', ssp, ssp);
+  yield t.at('synchronize_srcu', 'wait', ssp, ssp).touch(ssp, 'write');
 }

@@ -29,6 +29,7 @@ export function resultJson(r: CheckResult) {
       ms: r.stats.ms,
       redundant: r.stats.redundant,
       extra_executions: r.stats.extraExecutions,
+      extra_steps: r.stats.extraSteps,
       strategy: r.strategy,
       stopped: r.stopped,
     },

@@ -22,34 +22,51 @@ export function formatIssue(i: ScenarioIssue): string {
   return `${i.file}:${i.line}:${i.col}: ${i.message}`;
 }
 
-/** Levenshtein distance, for "did you mean". */
+/**
+ * Edit distance with adjacent transpositions counted as one edit (optimal
+ * string alignment), for "did you mean": "kmv" is one edit from "kvm".
+ */
 function distance(a: string, b: string): number {
-  const prev = Array.from({ length: b.length + 1 }, (_, i) => i);
+  const d: number[][] = Array.from({ length: a.length + 1 }, (_, i) =>
+    Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)),
+  );
   for (let i = 1; i <= a.length; i++) {
-    let diag = prev[0] as number;
-    prev[0] = i;
+    const row = d[i] as number[];
+    const up = d[i - 1] as number[];
     for (let j = 1; j <= b.length; j++) {
-      const tmp = prev[j] as number;
-      prev[j] = Math.min((prev[j] as number) + 1, (prev[j - 1] as number) + 1, diag + (a[i - 1] === b[j - 1] ? 0 : 1));
-      diag = tmp;
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      let v = Math.min((up[j] as number) + 1, (row[j - 1] as number) + 1, (up[j - 1] as number) + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1])
+        v = Math.min(v, ((d[i - 2] as number[])[j - 2] as number) + 1);
+      row[j] = v;
     }
   }
-  return prev[b.length] as number;
+  return (d[a.length] as number[])[b.length] as number;
 }
 
-/** The closest candidate, if close enough to be a likely typo. */
+/**
+ * The closest candidate, if close enough to be a likely typo: within a third
+ * of the longer name's length (at least one edit), or the only candidate the
+ * word is a prefix of ("vfio" for "vfio-pci").
+ */
 export function nearest(word: string, candidates: Iterable<string>): string | null {
+  const w = word.toLowerCase();
+  const all = [...candidates];
   let best: string | null = null;
   let bestD = Number.POSITIVE_INFINITY;
-  for (const c of candidates) {
-    const d = distance(word.toLowerCase(), c.toLowerCase());
+  for (const c of all) {
+    const d = distance(w, c.toLowerCase());
     if (d < bestD) {
       bestD = d;
       best = c;
     }
   }
-  if (best === null) return null;
-  return bestD <= Math.max(2, Math.floor(best.length / 3)) ? best : null;
+  if (best !== null && bestD <= Math.max(1, Math.floor(Math.max(w.length, best.length) / 3))) return best;
+  if (w.length >= 3) {
+    const prefixed = all.filter((c) => c.toLowerCase().startsWith(w));
+    if (prefixed.length === 1) return prefixed[0] as string;
+  }
+  return null;
 }
 
 /** "expected one of a, b, c (did you mean b?)". */

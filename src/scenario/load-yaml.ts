@@ -8,6 +8,7 @@
  * typo; all problems are collected, not just the first.
  */
 import {
+  isAlias,
   isMap,
   isScalar,
   isSeq,
@@ -16,13 +17,15 @@ import {
   type Pair,
   parseDocument,
   type Scalar,
+  visit,
+  type YAMLError,
   type YAMLMap,
 } from 'yaml';
 import { FINDING_CODES, type FindingCode } from '../checkers/finding.ts';
 import type { ArgSpec, DriverDef, ExporterDef, ImporterDef, OptionSpec } from '../drivers/driver.ts';
 import { BUILTIN_EXPORTERS, BUILTIN_IMPORTERS } from '../drivers/registry.ts';
 import { MAX_THREADS } from '../explorer/token.ts';
-import { expectedOneOf, ScenarioError, type ScenarioIssue } from './errors.ts';
+import { expectedOneOf, nearest, ScenarioError, type ScenarioIssue } from './errors.ts';
 import type {
   BufferSpec,
   ExpectSpec,
@@ -64,8 +67,14 @@ class Ctx {
   }
 }
 
+/** `o[k]` for own keys only: a scenario naming "constructor" or "__proto__" finds nothing. */
+function own<T>(o: Readonly<Record<string, T>>, k: string): T | undefined {
+  return Object.hasOwn(o, k) ? o[k] : undefined;
+}
+
 function describe(node: unknown): string {
   if (node === null || node === undefined) return 'nothing';
+  if (isAlias(node)) return `the alias *${node.source}`;
   if (isMap(node)) return 'a mapping';
   if (isSeq(node)) return 'a list';
   if (isScalar(node)) {
@@ -150,26 +159,66 @@ function optionValue(c: Ctx, node: unknown, what: string, spec: OptionSpec): boo
   return null;
 }
 
-/** Modules named by path in `exporter:` / `driver:`; the caller loads them before {@link loadScenario}. */
-export function driverModuleRefs(text: string): string[] {
-  const doc = parseDocument(text.length > MAX_SCENARIO_BYTES ? '' : text);
-  const js = doc.toJS({ maxAliasCount: 100 }) as unknown;
-  const refs = new Set<string>();
-  if (js && typeof js === 'object') {
-    const o = js as Record<string, unknown>;
-    for (const [section, key] of [
-      ['buffers', 'exporter'],
-      ['importers', 'driver'],
-    ] as const) {
-      const m = o[section];
-      if (!m || typeof m !== 'object') continue;
-      for (const v of Object.values(m as Record<string, unknown>)) {
-        const r = v && typeof v === 'object' ? (v as Record<string, unknown>)[key] : null;
-        if (typeof r === 'string' && isModuleRef(r)) refs.add(r);
-      }
+/** A driver module a scenario names, with where it was first written (1-based). */
+export interface DriverModuleRef {
+  readonly ref: string;
+  readonly line: number;
+  readonly col: number;
+}
+
+/**
+ * Modules named by path in `exporter:` / `driver:`, each with the position of
+ * its first mention; the caller loads them before {@link loadScenario}.
+ */
+export function driverModuleRefsAt(text: string): DriverModuleRef[] {
+  const lc = new LineCounter();
+  const doc = parseDocument(text.length > MAX_SCENARIO_BYTES ? '' : text, { lineCounter: lc });
+  const refs = new Map<string, DriverModuleRef>();
+  const root = doc.contents;
+  if (!isMap(root)) return [];
+  for (const [section, key] of [
+    ['buffers', 'exporter'],
+    ['importers', 'driver'],
+  ] as const) {
+    const m = root.get(section, true);
+    if (!isMap(m)) continue;
+    for (const item of m.items) {
+      if (!isMap(item.value)) continue;
+      const r = item.value.get(key, true);
+      if (!isScalar(r) || typeof r.value !== 'string' || !isModuleRef(r.value) || refs.has(r.value)) continue;
+      const p = lc.linePos(r.range?.[0] ?? 0);
+      refs.set(r.value, { ref: r.value, line: p.line, col: p.col });
     }
   }
-  return [...refs];
+  return [...refs.values()];
+}
+
+/** Modules named by path in `exporter:` / `driver:`; the caller loads them before {@link loadScenario}. */
+export function driverModuleRefs(text: string): string[] {
+  return driverModuleRefsAt(text).map((r) => r.ref);
+}
+
+/** A YAML parse error in words a scenario author reads. */
+function yamlMessage(e: YAMLError, doc: ReturnType<typeof parseDocument>): string {
+  switch (e.code) {
+    case 'DUPLICATE_KEY': {
+      let key: string | null = null;
+      visit(doc, {
+        Pair(_, pair) {
+          if (isScalar(pair.key) && pair.key.range?.[0] === e.pos[0]) {
+            key = String(pair.key.value);
+            return visit.BREAK;
+          }
+          return undefined;
+        },
+      });
+      return `duplicate key${key === null ? '' : ` "${key}"`}: a key may appear only once in a mapping`;
+    }
+    case 'MULTIPLE_DOCS':
+      return 'a scenario file holds one YAML document, but a second one starts here ("---"); put each scenario in its own file';
+    default:
+      return `YAML: ${e.message.split('\n')[0]}`;
+  }
 }
 
 export interface LoadOptions {
@@ -194,13 +243,30 @@ export function loadScenario(text: string, file: string, opts: LoadOptions = {})
   const c = new Ctx(file, lc);
   for (const e of doc.errors) {
     const p = lc.linePos(e.pos[0]);
-    c.issues.push({ file, line: p.line, col: p.col, message: `YAML: ${e.message.split('\n')[0]}` });
+    c.issues.push({ file, line: p.line, col: p.col, message: yamlMessage(e, doc) });
   }
+  if (c.issues.length) throw new ScenarioError(c.issues);
+  // Aliases would let a small file expand without bound and make every message point
+  // at the anchor; a scenario is short enough to write values out.
+  visit(doc, {
+    Alias(_, node) {
+      c.err(
+        node,
+        `the alias *${node.source} is not supported in a scenario; write the value out (anchors and aliases are not allowed)`,
+      );
+    },
+  });
   if (c.issues.length) throw new ScenarioError(c.issues);
   const spec = validate(c, doc.contents, opts.modules ?? new Map());
   if (c.issues.length || !spec)
     throw new ScenarioError(c.issues.length ? c.issues : [{ file, line: 1, col: 1, message: 'empty scenario' }]);
   return spec;
+}
+
+interface Broken {
+  readonly names: Set<string>;
+  /** A whole section (buffers, importers) could not be read. */
+  all: boolean;
 }
 
 const TOP_KEYS = ['name', 'description', 'buffers', 'importers', 'threads', 'expect', 'explore'] as const;
@@ -248,23 +314,36 @@ function validate(c: Ctx, root: unknown, modules: ReadonlyMap<string, DriverDef>
     return true;
   };
 
+  // Objects the scenario declares but that failed validation (already reported):
+  // ops on them are not reported again as calls to an object that does not exist.
+  const broken: Broken = { names: new Set<string>(), all: false };
   const buffers: BufferSpec[] = [];
   const bufP = top.get('buffers');
   if (bufP) {
     const pairs = pairsOf(c, bufP.value, 'buffers');
-    if (pairs && pairs.length === 0) c.err(bufP.value, 'buffers: expected at least one buffer');
+    if (!pairs) broken.all = true;
+    if (pairs && pairs.length === 0) {
+      c.err(bufP.value, 'buffers: expected at least one buffer');
+      broken.all = true;
+    }
     for (const p of pairs ?? []) {
       const b = bufferSpec(c, p, modules);
       if (b && claim(p.key, b.name, 'buffer')) buffers.push(b);
+      else broken.names.add(keyOf(p));
     }
+  } else {
+    broken.all = true;
   }
 
   const importers: ImporterSpec[] = [];
   const impP = top.get('importers');
   if (impP && !(isScalar(impP.value) && impP.value.value === null)) {
-    for (const p of pairsOf(c, impP.value, 'importers') ?? []) {
-      const i = importerSpec(c, p, modules, buffers);
+    const pairs = pairsOf(c, impP.value, 'importers');
+    if (!pairs) broken.all = true;
+    for (const p of pairs ?? []) {
+      const i = importerSpec(c, p, modules, buffers, broken);
       if (i && claim(p.key, i.name, 'importer')) importers.push(i);
+      else broken.names.add(keyOf(p));
     }
   }
 
@@ -280,7 +359,7 @@ function validate(c: Ctx, root: unknown, modules: ReadonlyMap<string, DriverDef>
       const tn = keyOf(p);
       if (seen.has(tn)) c.err(p.key, `thread "${tn}" is defined twice`);
       seen.add(tn);
-      const th = threadSpec(c, p, buffers, importers);
+      const th = threadSpec(c, p, buffers, importers, broken);
       if (th) threads.push(th);
     }
   }
@@ -339,7 +418,7 @@ function optionsOf(
   const keys = Object.keys(all);
   for (const p of pairsOf(c, node, what) ?? []) {
     const k = keyOf(p);
-    const s = all[k];
+    const s = own(all, k);
     if (!s) {
       c.err(p.key, `${what}: unknown option "${k}"; ${expectedOneOf(k, keys)}`);
       continue;
@@ -387,6 +466,7 @@ function importerSpec(
   p: Pair<Scalar, Node>,
   modules: ReadonlyMap<string, DriverDef>,
   buffers: readonly BufferSpec[],
+  broken: Broken,
 ): ImporterSpec | null {
   const name = keyOf(p);
   const what = `importers.${name}`;
@@ -406,12 +486,18 @@ function importerSpec(
   if (ref === null || bufName === null) return null;
   const driver = resolveDriver(c, drvP.value as Node, ref, 'importer', modules);
   if (!buffers.some((b) => b.name === bufName)) {
+    // A buffer declared with a problem of its own is already reported.
+    if (broken.all || broken.names.has(bufName)) return null;
     c.err(
       bufP.value,
-      `${what}.buffer: no buffer "${bufName}"; ${expectedOneOf(
-        bufName,
-        buffers.map((b) => b.name),
-      )}`,
+      `${what}.buffer: no buffer "${bufName}"; ${
+        buffers.length
+          ? expectedOneOf(
+              bufName,
+              buffers.map((b) => b.name),
+            )
+          : 'the scenario declares no buffers'
+      }`,
     );
     return null;
   }
@@ -442,6 +528,8 @@ interface Target {
   readonly kind: 'buffer' | 'importer' | 'mm';
   readonly ops: Readonly<Record<string, Readonly<Record<string, ArgSpec>>>>;
   readonly pages: number;
+  /** Whose pages a `page` argument counts: 'buffer "bo"', 'k\'s buffer "bo"'. */
+  readonly pagesOf: string;
 }
 
 function targets(buffers: readonly BufferSpec[], importers: readonly ImporterSpec[]): Map<string, Target> {
@@ -450,18 +538,24 @@ function targets(buffers: readonly BufferSpec[], importers: readonly ImporterSpe
   for (const b of buffers) {
     const ops: Record<string, Readonly<Record<string, ArgSpec>>> = { get: {}, put: {} };
     for (const [o, s] of Object.entries(b.exporter.ops)) ops[o] = s.args ?? {};
-    m.set(b.name, { kind: 'buffer', ops, pages: b.pages });
+    m.set(b.name, { kind: 'buffer', ops, pages: b.pages, pagesOf: `buffer "${b.name}"` });
   }
   for (const i of importers) {
     const ops: Record<string, Readonly<Record<string, ArgSpec>>> = { detach: {} };
     if (i.manual) ops.attach = {};
     for (const [o, s] of Object.entries(i.driver.ops)) ops[o] = s.args ?? {};
-    m.set(i.name, { kind: 'importer', ops, pages: bufPages.get(i.buffer) ?? 1 });
+    m.set(i.name, {
+      kind: 'importer',
+      ops,
+      pages: bufPages.get(i.buffer) ?? 1,
+      pagesOf: `${i.name}'s buffer "${i.buffer}"`,
+    });
   }
   m.set('mm', {
     kind: 'mm',
     ops: { alloc: { ...MM_OPS.alloc, buffer: { type: 'enum', values: buffers.map((b) => b.name) } } },
     pages: MAX_PAGES,
+    pagesOf: 'memory',
   });
   return m;
 }
@@ -471,6 +565,7 @@ function threadSpec(
   p: Pair<Scalar, Node>,
   buffers: readonly BufferSpec[],
   importers: readonly ImporterSpec[],
+  broken: Broken,
 ): ThreadSpec | null {
   const name = keyOf(p);
   if (!OBJECT_RE.test(name))
@@ -486,19 +581,13 @@ function threadSpec(
   const tg = targets(buffers, importers);
   const ops: OpSpecCall[] = [];
   p.value.items.forEach((item, idx) => {
-    const op = opCall(c, item as Node, `${what}[${idx}]`, tg, importers);
+    const op = opCall(c, item as Node, `${what}[${idx}]`, tg, broken);
     if (op) ops.push(op);
   });
   return { name, ops };
 }
 
-function opCall(
-  c: Ctx,
-  item: Node,
-  what: string,
-  tg: Map<string, Target>,
-  importers: readonly ImporterSpec[],
-): OpSpecCall | null {
+function opCall(c: Ctx, item: Node, what: string, tg: Map<string, Target>, broken: Broken): OpSpecCall | null {
   let callNode: Node = item;
   let call: string;
   let argsNode: unknown;
@@ -522,25 +611,31 @@ function opCall(
   }
   const dot = call.indexOf('.');
   if (dot <= 0 || dot === call.length - 1) {
-    c.err(callNode, `${what}: "${call}" is not "<object>.<op>"; objects are ${[...tg.keys()].join(', ')}`);
+    const having = [...tg].filter(([, t]) => Object.hasOwn(t.ops, call)).map(([o]) => `${o}.${call}`);
+    const hint = having.length ? ` (did you mean ${having.map((h) => `"${h}"`).join(' or ')}?)` : '';
+    c.err(callNode, `${what}: "${call}" is not "<object>.<op>"; objects are ${[...tg.keys()].join(', ')}${hint}`);
     return null;
   }
   const obj = call.slice(0, dot);
   const opName = call.slice(dot + 1);
   const target = tg.get(obj);
   if (!target) {
-    c.err(callNode, `${what}: no object "${obj}"; ${expectedOneOf(obj, [...tg.keys()])}`);
+    if (broken.all || broken.names.has(obj)) return null; // its declaration is already reported
+    c.err(callNode, `${what}: no object "${obj}" (a buffer, an importer or mm); ${expectedOneOf(obj, [...tg.keys()])}`);
     return null;
   }
-  const argSpecs = target.ops[opName];
+  const argSpecs = own(target.ops, opName);
   if (!argSpecs) {
-    const hint =
-      opName === 'attach' && target.kind === 'importer'
-        ? ` ("${obj}.attach" needs options: { attach: manual }, otherwise setup attaches it)`
-        : '';
+    if (opName === 'attach' && target.kind === 'importer') {
+      c.err(
+        callNode,
+        `${what}: importer "${obj}" has no op "attach": setup already attaches it; to attach it from a thread, give it options: { attach: manual } (its ops are ${Object.keys(target.ops).join(', ')})`,
+      );
+      return null;
+    }
     c.err(
       callNode,
-      `${what}: ${target.kind} "${obj}" has no op "${opName}"; ${expectedOneOf(opName, Object.keys(target.ops))}${hint}`,
+      `${what}: ${target.kind} "${obj}" has no op "${opName}"; ${expectedOneOf(opName, Object.keys(target.ops))}`,
     );
     return null;
   }
@@ -551,26 +646,33 @@ function opCall(
       : pairsOf(c, argsNode, `${what} ${call}`);
   if (given === null) return null;
   const allowed = Object.keys(argSpecs);
+  // Arguments written (even with a bad value) or suggested for a typo: already reported, not "missing".
+  const mentioned = new Set<string>();
   for (const ap of given) {
     const k = keyOf(ap);
-    const s = argSpecs[k];
+    const s = own(argSpecs, k);
     if (!s) {
-      c.err(ap.key, `${what} ${call}: unknown argument "${k}"; ${expectedOneOf(k, allowed)}`);
+      const near = nearest(k, allowed);
+      if (near) mentioned.add(near);
+      c.err(
+        ap.key,
+        `${what} ${call}: unknown argument "${k}"; ${allowed.length ? expectedOneOf(k, allowed) : `${call} takes no arguments`}`,
+      );
       continue;
     }
-    const v = argValue(c, ap.value, `${what} ${call}.${k}`, s, target.pages);
+    mentioned.add(k);
+    const v = argValue(c, ap.value, `${what} ${call}.${k}`, s, target);
     if (v !== null) args[k] = v;
   }
   for (const [k, s] of Object.entries(argSpecs)) {
     if (args[k] !== undefined) continue;
-    if (s.required)
+    if (s.required && !mentioned.has(k))
       c.err(
         callNode,
-        `${what} ${call}: missing argument "${k}"${s.type === 'page' ? ` (a page from 0 to ${target.pages - 1})` : ''}`,
+        `${what} ${call}: missing argument "${k}"${s.type === 'page' ? ` (${pageRange(target)}; write "${call}: { ${k}: 0 }")` : ''}`,
       );
     else if (s.default !== undefined) args[k] = s.default;
   }
-  void importers;
   const argText = Object.keys(args).length
     ? ` {${Object.entries(args)
         .map(([k, v]) => ` ${k}: ${v}`)
@@ -579,10 +681,26 @@ function opCall(
   return { target: obj, op: opName, args, text: `${call}${argText}`, loc: c.loc(callNode) };
 }
 
-function argValue(c: Ctx, node: unknown, what: string, s: ArgSpec, pages: number): boolean | string | number | null {
+/** "a page of k's buffer "bo": 0, its only page" / "... from 0 to 3". */
+function pageRange(t: Target): string {
+  return t.pages === 1
+    ? `a page of ${t.pagesOf}: 0, its only page`
+    : `a page of ${t.pagesOf}, from 0 to ${t.pages - 1}`;
+}
+
+function argValue(c: Ctx, node: unknown, what: string, s: ArgSpec, t: Target): boolean | string | number | null {
   switch (s.type) {
     case 'page':
-      return intValue(c, node, `${what} (page)`, 0, pages - 1);
+      if (isScalar(node) && typeof node.value === 'number' && Number.isInteger(node.value)) {
+        if (node.value >= 0 && node.value < t.pages) return node.value;
+        c.err(
+          node,
+          `${what}: page ${node.value} is out of range: ${t.pagesOf} has ${t.pages} page${t.pages === 1 ? '' : 's'}, so expected ${t.pages === 1 ? '0' : `0 to ${t.pages - 1}`}`,
+        );
+        return null;
+      }
+      c.err(node as Node, `${what}: expected a page number (${pageRange(t)}), found ${describe(node)}`);
+      return null;
     case 'int':
       return intValue(c, node, what, s.min, s.max);
     case 'boolean':
@@ -601,6 +719,13 @@ function argValue(c: Ctx, node: unknown, what: string, s: ArgSpec, pages: number
 }
 
 function expectSpec(c: Ctx, node: unknown): ExpectSpec | null {
+  if (!isMap(node)) {
+    c.err(
+      node as Node,
+      `expect: expected a mapping such as "expect: { verdict: bug, finding: use-after-free }", found ${describe(node)}`,
+    );
+    return null;
+  }
   const f = fields(c, node, 'expect', ['verdict', 'finding']);
   if (!f) return null;
   const vP = f.get('verdict');
@@ -610,7 +735,11 @@ function expectSpec(c: Ctx, node: unknown): ExpectSpec | null {
   }
   const v = scalarString(c, vP.value, 'expect.verdict');
   if (v !== 'safe' && v !== 'bug') {
-    if (v !== null) c.err(vP.value, `expect.verdict: "${v}"; ${expectedOneOf(v, ['safe', 'bug'])}`);
+    if (v !== null)
+      c.err(
+        vP.value,
+        `expect.verdict: "${v}"${v === 'unknown' ? ' is a result, not an expectation' : ''}; ${expectedOneOf(v, ['safe', 'bug'])}`,
+      );
     return null;
   }
   const fP = f.get('finding');

@@ -16,13 +16,17 @@ export function* mapFrames(
   frames: readonly Frame[],
   dir: DmaDataDirection,
 ): KGen<SgTable> {
-  yield t.at(fn, 'write', t.k.physmem);
+  const s = t.at(fn, 'write', attach);
+  for (const f of frames) s.touch(f, 'write');
+  yield s;
   const entries = frames.map((f, i) => installTranslation(t, 'dma', attach.name, attach.dmabuf.name, i, pfnRef(f)));
   return new SgTable(attach, dir, entries);
 }
 
 /** Tears down every DMA translation of an sg_table, in one step. */
 export function* unmapFrames(t: Task, fn: string, sgt: SgTable): KGen {
-  yield t.at(fn, 'write', t.k.physmem);
+  const s = t.at(fn, 'write', sgt.attach);
+  for (const tr of sgt.entries) s.touch(tr.frame, 'write');
+  yield s;
   for (const tr of sgt.entries) zapTranslation(tr);
 }

@@ -35,7 +35,12 @@ export const systemHeap = defineExporter({
       },
       /** Eager mapping (remap_pfn_range) is fine: the pages never move ([C2] a). */
       *mmap(t, buf: DmaBuf, vma) {
-        yield t.at('remap_pfn_range', 'write', t.k.physmem);
+        const s = t.at('remap_pfn_range', 'write', vma);
+        for (let i = 0; i < vma.pages; i++) {
+          const f = frames[vma.vm_pgoff + i];
+          if (f) s.touch(f, 'write');
+        }
+        yield s;
         for (let i = 0; i < vma.pages; i++) {
           const f = frames[vma.vm_pgoff + i];
           if (f) vma.ptes[i] = installTranslation(t, 'pte', vma.owner, buf.name, vma.vm_pgoff + i, pfnRef(f));

@@ -39,7 +39,15 @@ import {
   vma_link,
   vmf_insert_pfn,
 } from '../../kernel/memory.ts';
-import { alloc_pages, type Frame, free_pages, type PagePool, pfnRef, releaseFrames } from '../../kernel/page-alloc.ts';
+import {
+  alloc_pages,
+  type Frame,
+  free_pages,
+  freeStep,
+  type PagePool,
+  pfnRef,
+  releaseFrames,
+} from '../../kernel/page-alloc.ts';
 import { type KGen, kfn, type Task } from '../../kernel/sched.ts';
 import { defineExporter } from '../driver.ts';
 import { mapFrames, unmapFrames } from './common.ts';
@@ -120,7 +128,10 @@ const ttm_bo_handle_move_mem = kfn(
     yield* dma_resv_add_fence(t, buf.resv, fence, DMA_RESV_USAGE_KERNEL);
     bo.moving = fence;
     // ttm_bo_move_memcpy, then switch the backing and free the old frames.
-    yield t.at('ttm_bo_move_memcpy', 'write', t.k.physmem);
+    const copy = t.at('ttm_bo_move_memcpy', 'write', frames[0] ?? to);
+    for (const f of bo.frames) copy.touch(f, 'read');
+    for (const f of frames) copy.touch(f, 'write');
+    yield copy;
     const old = bo.frames;
     bo.frames = frames;
     bo.placement = to;
@@ -164,7 +175,7 @@ export const ttm = defineExporter({
         yield* unmapFrames(t, 'amdgpu_dma_buf_unmap', sgt);
       },
       *release(t) {
-        yield t.at('ttm_bo_release', 'free', t.k.physmem);
+        yield freeStep(t, 'ttm_bo_release', bo.frames);
         releaseFrames(t, bo.frames);
         bo.frames = [];
       },

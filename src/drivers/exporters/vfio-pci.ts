@@ -80,7 +80,9 @@ export class VfioPciDmaBuf extends KObject {
 
 /** Where on revoke the BAR stops decoding and the frames become inaccessible. */
 function* barDisable(t: Task, vdev: VfioPciDevice): KGen {
-  yield t.at('vfio_pci_memory_disable', 'write', t.k.physmem);
+  const s = t.at('vfio_pci_memory_disable', 'write', vdev.bar[0] as Frame);
+  for (const f of vdev.bar) s.touch(f, 'write');
+  yield s;
   if (!vdev.memory_enabled) return;
   vdev.memory_enabled = false;
   const at = origin(t);
@@ -93,7 +95,9 @@ function* barDisable(t: Task, vdev: VfioPciDevice): KGen {
 }
 
 function* barEnable(t: Task, vdev: VfioPciDevice): KGen {
-  yield t.at('vfio_pci_memory_enable', 'write', t.k.physmem);
+  const s = t.at('vfio_pci_memory_enable', 'write', vdev.bar[0] as Frame);
+  for (const f of vdev.bar) s.touch(f, 'write');
+  yield s;
   if (vdev.memory_enabled) return;
   vdev.memory_enabled = true;
   for (const f of vdev.bar) f.accessible = true;

@@ -26,7 +26,7 @@ class CpuMmapImporter implements ImporterInstance {
 
   constructor(readonly env: ImporterEnv) {
     this.mm = new MmStruct(env.k, `${env.name}:mm`);
-    this.vma = new Vma(this.mm, env.name, env.pages);
+    this.vma = new Vma(env.k, this.mm, env.name, env.pages);
   }
 
   *attach(t: Task): KGen<number> {

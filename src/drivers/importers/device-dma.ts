@@ -7,6 +7,6 @@ import type { Translation } from '../../kernel/page-alloc.ts';
 import type { KGen, Task } from '../../kernel/sched.ts';
 
 export function* device_dma(t: Task, tr: Translation): KGen<boolean> {
-  yield t.at('device_dma', 'read', t.k.physmem);
+  yield t.at('device_dma', 'read', tr.frame);
   return kasan_check(t, tr, 'dma');
 }

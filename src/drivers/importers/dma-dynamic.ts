@@ -51,7 +51,7 @@ class DmaDynamicImporter implements ImporterInstance {
   att: DmaBufAttachment | null = null;
   /** The current mapping; protected by resv (the callback changes it). */
   sgt: SgTable | null = null;
-  /** Maps the threads asked for and not yet unmapped (I11 accounting). */
+  /** `map` ops minus `unmap` ops, whether or not the exporter granted the map (I11 accounting). */
   userMaps = 0;
   lastJob: DmaFence | null = null;
   jobs = 0;
@@ -125,8 +125,12 @@ class DmaDynamicImporter implements ImporterInstance {
     const a = this.att;
     if (a) {
       yield* dma_resv_lock(t, a.dmabuf.resv, null);
-      if (this.sgt) apiMisuse(t, 'dma_dynamic_map', 'mapped again while already mapped', ['LT5']);
-      else if (yield* this.ensureMapped(t, a)) this.userMaps++;
+      if (this.userMaps > 0) apiMisuse(t, 'dma_dynamic_map', 'mapped again while already mapped', ['LT5']);
+      else {
+        this.userMaps++;
+        // A refused map (-ENODEV while revoked) leaves no mapping; the next job maps again.
+        yield* this.ensureMapped(t, a);
+      }
       yield* dma_resv_unlock(t, a.dmabuf.resv);
     }
     yield* mutex_unlock(t, this.lock);

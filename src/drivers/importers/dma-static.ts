@@ -28,6 +28,8 @@ class DmaStaticImporter implements ImporterInstance {
   readonly attachCall = 'dma_buf_attach';
   att: DmaBufAttachment | null = null;
   sgt: SgTable | null = null;
+  /** A `map` op ran (granted or refused) and no `unmap` since. */
+  mapped = false;
   readonly lock: Lock;
 
   constructor(readonly env: ImporterEnv) {
@@ -71,11 +73,12 @@ class DmaStaticImporter implements ImporterInstance {
   private *map(t: Task): KGen {
     yield* mutex_lock(t, this.lock);
     if (this.att) {
-      const r = yield* dma_buf_map_attachment_unlocked(t, this.att, 'DMA_BIDIRECTIONAL');
-      if (!isErr(r)) {
-        if (this.sgt)
-          apiMisuse(t, 'dma_static_map', 'mapped again while already mapped: the first mapping leaks', ['LT5']);
-        this.sgt = r;
+      if (this.mapped) {
+        apiMisuse(t, 'dma_static_map', 'mapped again while already mapped', ['LT5']);
+      } else {
+        this.mapped = true;
+        const r = yield* dma_buf_map_attachment_unlocked(t, this.att, 'DMA_BIDIRECTIONAL');
+        if (!isErr(r)) this.sgt = r;
       }
     }
     yield* mutex_unlock(t, this.lock);
@@ -86,7 +89,7 @@ class DmaStaticImporter implements ImporterInstance {
     if (this.att) {
       const entry = this.sgt?.entries[page];
       if (entry) yield* device_dma(t, entry);
-      else
+      else if (!this.mapped)
         apiMisuse(t, 'dma_static_dma', `device DMA to page ${page} of ${this.env.buffer.name} without a mapping`, [
           'LT5',
           'LT10',
@@ -98,12 +101,13 @@ class DmaStaticImporter implements ImporterInstance {
   private *unmap(t: Task): KGen {
     yield* mutex_lock(t, this.lock);
     if (this.att) {
-      if (this.sgt) {
+      if (!this.mapped) {
+        apiMisuse(t, 'dma_static_unmap', 'unmap without a mapping', ['LT5', 'I11']);
+      } else if (this.sgt) {
         yield* dma_buf_unmap_attachment_unlocked(t, this.att, this.sgt, 'DMA_BIDIRECTIONAL');
         this.sgt = null;
-      } else {
-        apiMisuse(t, 'dma_static_unmap', 'unmap without a mapping', ['LT5', 'I11']);
       }
+      this.mapped = false;
     }
     yield* mutex_unlock(t, this.lock);
   }

@@ -109,7 +109,7 @@ class KvmImporter implements ImporterInstance {
     const kvm = this.kvm;
     yield* write_lock(t, kvm.mmu_lock);
     yield* kvm_mmu_invalidate_begin(t, kvm);
-    kvm_mmu_invalidate_range_add(kvm, kvm.gfn(0), kvm.gfn(kvm.sptes.length));
+    kvm_mmu_invalidate_range_add(kvm, kvm.gfn(0), kvm.gfn(kvm.spt.entries.length));
     if (zap) yield* kvm_unmap_gfn_range(t, kvm);
     yield* kvm_mmu_invalidate_end(t, kvm);
     yield* write_unlock(t, kvm.mmu_lock);

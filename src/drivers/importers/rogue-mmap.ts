@@ -49,7 +49,7 @@ class RogueMmapImporter implements ImporterInstance {
 
   constructor(readonly env: ImporterEnv) {
     this.mm = new MmStruct(env.k, `${env.name}:mm`);
-    this.vma = new Vma(this.mm, env.name, env.pages);
+    this.vma = new Vma(env.k, this.mm, env.name, env.pages);
     this.vma.vm_file = env.buffer.name;
     this.hold = env.options.hold_resv_while_mapped === true;
     this.locked = env.options.get_pfn === 'locked' || this.hold;

@@ -13,6 +13,7 @@ import { apiMisuse, assertHeld } from '../../checkers/api.ts';
 import { LOCK_CLASS } from '../../checkers/lockdep.ts';
 import type { Kernel } from '../kernel.ts';
 import { Lock } from '../locking.ts';
+import { tableSlots } from '../memory.ts';
 import type { Translation } from '../page-alloc.ts';
 import { type KGen, KObject, type Task } from '../sched.ts';
 import { SrcuStruct } from '../srcu.ts';
@@ -56,6 +57,25 @@ export class KvmMemslots extends KObject {
   }
 }
 
+/** The SPTEs of the dma-buf memslot (the TDP MMU's page tables, for this model). */
+export class KvmSptTable extends KObject {
+  readonly type = 'kvm_spt';
+  readonly entries: (Translation | null)[];
+  readonly slots: readonly KObject[];
+
+  constructor(k: Kernel, name: string, npages: number) {
+    super(k, name);
+    this.entries = new Array<Translation | null>(npages).fill(null);
+    this.slots = tableSlots(k, name, npages);
+  }
+
+  override snapshot(): Record<string, unknown> {
+    return {
+      sptes: this.entries.map((e) => (e ? { pfn: `0x${e.frame.pfn.toString(16)}`, stale: e.stale } : null)),
+    };
+  }
+}
+
 /** `struct kvm`, the parts this model needs. */
 export class Kvm {
   /** An rwlock: faults take it for read (TDP MMU), invalidation for write. */
@@ -63,8 +83,8 @@ export class Kvm {
   readonly mmu: KvmMmuInvalidate;
   readonly srcu: SrcuStruct;
   readonly memslots: KvmMemslots;
-  /** SPTEs by page of the slot (live in physmem for the explorer). */
-  readonly sptes: (Translation | null)[];
+  /** The slot's SPTEs, by page: a shared object of its own. */
+  readonly spt: KvmSptTable;
 
   constructor(
     k: Kernel,
@@ -75,7 +95,7 @@ export class Kvm {
     this.mmu = new KvmMmuInvalidate(k, `${name}->mmu_invalidate`);
     this.srcu = new SrcuStruct(k, `${name}->srcu`);
     this.memslots = new KvmMemslots(k, `${name}->memslots`, 0x100, npages);
-    this.sptes = new Array<Translation | null>(npages).fill(null);
+    this.spt = new KvmSptTable(k, `${name}->spt`, npages);
   }
 
   gfn(page: number): number {

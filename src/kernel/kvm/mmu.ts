@@ -6,7 +6,7 @@
  * Models: arch/x86/kvm/mmu/mmu.c, arch/x86/kvm/mmu/tdp_mmu.c
  */
 import { kasan_check } from '../../checkers/kasan.ts';
-import { installTranslation, zapTranslation } from '../memory.ts';
+import { installTranslation, tableStep, zapTranslation } from '../memory.ts';
 import type { PfnRef } from '../page-alloc.ts';
 import type { KGen, Task } from '../sched.ts';
 import { type Kvm, mmu_invalidate_retry_gfn } from './kvm-main.ts';
@@ -25,23 +25,32 @@ export function* kvm_tdp_mmu_map(
   ref: PfnRef,
   seq: number | null,
 ): KGen<boolean> {
-  yield t.at('kvm_tdp_mmu_map', 'write', t.k.physmem).touch(kvm.mmu, 'read');
+  yield tableStep(
+    t
+      .at('kvm_tdp_mmu_map', 'write', kvm.spt.slots[page] ?? kvm.spt)
+      .touch(ref.frame, 'write')
+      .touch(kvm.mmu, 'read'),
+    [kvm.spt],
+    page,
+    true,
+  );
   if (seq !== null && mmu_invalidate_retry_gfn(kvm, seq, kvm.gfn(page))) return false;
-  const old = kvm.sptes[page];
+  const old = kvm.spt.entries[page];
   if (old) zapTranslation(old);
-  kvm.sptes[page] = installTranslation(t, 'spte', importer, buffer, page, ref);
+  kvm.spt.entries[page] = installTranslation(t, 'spte', importer, buffer, page, ref);
   return true;
 }
 
 /** `kvm_unmap_gfn_range()` over the whole slot, then a TLB flush. */
 export function* kvm_unmap_gfn_range(t: Task, kvm: Kvm): KGen<number> {
-  yield t.at('kvm_unmap_gfn_range', 'write', t.k.physmem);
+  yield tableStep(t.at('kvm_unmap_gfn_range', 'write', kvm.spt), [kvm.spt], -1, true);
   let n = 0;
-  for (let i = 0; i < kvm.sptes.length; i++) {
-    const tr = kvm.sptes[i];
+  const sptes = kvm.spt.entries;
+  for (let i = 0; i < sptes.length; i++) {
+    const tr = sptes[i];
     if (tr) {
       zapTranslation(tr);
-      kvm.sptes[i] = null;
+      sptes[i] = null;
       n++;
     }
   }
@@ -53,8 +62,8 @@ export function* kvm_unmap_gfn_range(t: Task, kvm: Kvm): KGen<number> {
  * false when there is no SPTE (the guest takes an EPT violation).
  */
 export function* guest_access(t: Task, kvm: Kvm, page: number): KGen<boolean> {
-  yield t.at('vcpu_enter_guest', 'read', t.k.physmem);
-  const spte = kvm.sptes[page];
+  yield tableStep(t.at('vcpu_enter_guest', 'read', kvm.spt.slots[page] ?? kvm.spt), [kvm.spt], page, false);
+  const spte = kvm.spt.entries[page];
   if (!spte) return false;
   kasan_check(t, spte, 'guest');
   return true;
