@@ -84,7 +84,7 @@ export interface UseAfterFreeFinding extends FindingBase {
 
 export interface StaleMappingFinding extends FindingBase {
   readonly code: 'stale-mapping';
-  readonly event: 'free' | 'revoke' | 'install' | 'teardown';
+  readonly event: 'free' | 'revoke' | 'install';
   readonly translation: TranslationInfo;
   readonly frame: FrameInfo;
 }
@@ -162,7 +162,7 @@ export interface LeakFinding extends FindingBase {
 
 export interface RefcountFinding extends FindingBase {
   readonly code: 'refcount';
-  readonly what: 'underflow' | 'use-after-release' | 'release-while-attached';
+  readonly what: 'underflow' | 'use-after-release';
   readonly object: string;
   readonly released: Origin | null;
 }

@@ -141,8 +141,12 @@ function invalidateOp(ops: DmaBufAttachOps | null) {
   return ops?.invalidate_mappings ?? ops?.move_notify ?? null;
 }
 
-/** Whether the buffer is still alive; a `refcount` finding when not ([I7]). */
-function checkAlive(t: Task, buf: DmaBuf, call: string): boolean {
+/**
+ * Whether the buffer is still alive; a `refcount` finding when not ([I7]).
+ * Exporters call it for their own ops on the buffer (the final put is a
+ * global step, so the read needs no declaration of its own).
+ */
+export function dma_buf_check_alive(t: Task, buf: DmaBuf, call: string): boolean {
   if (!buf.released) return true;
   t.k.report(t, {
     code: 'refcount',
@@ -199,7 +203,7 @@ function exportOpsProblem(ops: DmaBufOps): string | null {
 export const get_dma_buf = kfn('get_dma_buf', function* (t: Task, buf: DmaBuf): KGen {
   yield t.at('get_dma_buf', 'write', buf);
   if (buf.refcount <= 0) {
-    checkAlive(t, buf, 'get_dma_buf');
+    dma_buf_check_alive(t, buf, 'get_dma_buf');
     return;
   }
   buf.refcount++;
@@ -273,7 +277,7 @@ export const dma_buf_dynamic_attach = kfn(
     name: string,
   ): KGen<Result<DmaBufAttachment>> {
     assertNotHeld(t, buf.resv.lock, t.fn, ['L2', 'I14']);
-    if (!checkAlive(t, buf, t.fn)) return -EINVAL;
+    if (!dma_buf_check_alive(t, buf, t.fn)) return -EINVAL;
     if (dev === null && buf.ops.map_dma_buf) {
       apiMisuse(t, t.fn, 'NULL device for an exporter with map_dma_buf', ['O5', 'P2']);
       return -EINVAL;
@@ -309,7 +313,7 @@ export const dma_buf_detach = kfn('dma_buf_detach', function* (t: Task, buf: Dma
     apiMisuse(t, 'dma_buf_detach', `${a.name} does not belong to ${buf.name}`, ['LT3']);
     return;
   }
-  checkAlive(t, buf, 'dma_buf_detach');
+  dma_buf_check_alive(t, buf, 'dma_buf_detach');
   yield* dma_resv_lock(t, buf.resv, null);
   if (!checkAttached(t, a, 'dma_buf_detach')) {
     yield* dma_resv_unlock(t, buf.resv);
@@ -382,7 +386,8 @@ export const dma_buf_map_attachment = kfn(
   function* (t: Task, a: DmaBufAttachment, dir: DmaDataDirection): KGen<Result<SgTable>> {
     const buf = a.dmabuf;
     dma_resv_assert_held(t, buf.resv, 'dma_buf_map_attachment');
-    if (!checkAttached(t, a, 'dma_buf_map_attachment') || !checkAlive(t, buf, 'dma_buf_map_attachment')) return -EINVAL;
+    if (!checkAttached(t, a, 'dma_buf_map_attachment') || !dma_buf_check_alive(t, buf, 'dma_buf_map_attachment'))
+      return -EINVAL;
     if (!buf.ops.map_dma_buf) {
       apiMisuse(t, 'dma_buf_map_attachment', `exporter ${buf.exp_name} has no map_dma_buf`, ['P2']);
       return -EINVAL;
@@ -499,7 +504,7 @@ export const dma_buf_mmap = kfn(
   'dma_buf_mmap',
   function* (t: Task, buf: DmaBuf, vma: Vma, pgoff: number): KGen<number> {
     assertNotHeld(t, buf.resv.lock, 'dma_buf_mmap', ['L2', 'I14']);
-    if (!checkAlive(t, buf, 'dma_buf_mmap')) return -EINVAL;
+    if (!dma_buf_check_alive(t, buf, 'dma_buf_mmap')) return -EINVAL;
     if (!buf.ops.mmap) return -EINVAL;
     if (pgoff + vma.pages > buf.pages) return -EINVAL;
     yield* get_dma_buf(t, buf);
@@ -511,7 +516,7 @@ export const dma_buf_mmap = kfn(
 
 function* getPfn(t: Task, a: DmaBufAttachment, pgoff: number, call: string): KGen<Result<PfnResult>> {
   const buf = a.dmabuf;
-  if (!checkAttached(t, a, call) || !checkAlive(t, buf, call)) return -EINVAL;
+  if (!checkAttached(t, a, call) || !dma_buf_check_alive(t, buf, call)) return -EINVAL;
   if (!buf.ops.get_pfn) {
     apiMisuse(t, call, `exporter ${buf.exp_name} has no get_pfn`, ['P3']);
     return -EINVAL;

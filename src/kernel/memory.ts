@@ -183,7 +183,23 @@ export function installTranslation(
   return tr;
 }
 
-/** Removes a translation (inside a step that declared a write of physmem). */
+/**
+ * The importer promises not to use these translations any more but keeps
+ * them until it can tear them down (the wind-down window after invalidate,
+ * [LT9]): freeing or revoking their frames is then not a `stale-mapping`,
+ * while an access through one still is a `use-after-free` /
+ * `access-after-revoke`. One step, writing each frame.
+ */
+export function* invalidate_translations(t: Task, trs: readonly Translation[]): KGen {
+  const first = trs[0];
+  if (!first) return;
+  const s = t.at('invalidate_translations', 'write', first.frame);
+  for (const tr of trs) s.touch(tr.frame, 'write');
+  yield s;
+  for (const tr of trs) if (tr.state === 'live') tr.state = 'invalidated';
+}
+
+/** Removes a translation (inside a step that declared a write of the table entry and the frame). */
 export function zapTranslation(tr: Translation): void {
   if (tr.state === 'gone') return;
   tr.state = 'gone';

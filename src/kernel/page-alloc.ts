@@ -255,16 +255,14 @@ export function* free_pages(t: Task, frames: readonly Frame[]): KGen {
   releaseFrames(t, frames);
 }
 
-export function staleMapping(t: Task, tr: Translation, event: 'free' | 'revoke' | 'install' | 'teardown'): void {
+export function staleMapping(t: Task, tr: Translation, event: 'free' | 'revoke' | 'install'): void {
   const f = tr.frame;
   const what =
     event === 'free'
       ? `frees pfn ${hexPfn(f.pfn)}`
       : event === 'revoke'
         ? `revokes pfn ${hexPfn(f.pfn)}`
-        : event === 'install'
-          ? `installs a ${tr.kind} for pfn ${hexPfn(f.pfn)}, which no longer backs ${tr.buffer}`
-          : `ends with pfn ${hexPfn(f.pfn)} no longer backing ${tr.buffer}`;
+        : `installs a ${tr.kind} for pfn ${hexPfn(f.pfn)}, which no longer backs ${tr.buffer}`;
   const still =
     event === 'install' ? '' : ` while ${tr.importer}'s ${tr.kind} for ${tr.buffer} page ${tr.page} still maps it`;
   t.k.report(t, {

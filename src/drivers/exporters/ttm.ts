@@ -15,7 +15,7 @@
  * ttm_bo_handle_move_mem), ttm_bo_vm.c (ttm_bo_vm_fault, ttm_bo_vm_reserve),
  * drivers/gpu/drm/drm_prime.c and amdgpu_dma_buf.c (the dma_buf_ops)
  */
-import { type DmaBuf, dma_buf_export, dma_buf_invalidate_mappings } from '../../kernel/dma-buf.ts';
+import { type DmaBuf, dma_buf_check_alive, dma_buf_export, dma_buf_invalidate_mappings } from '../../kernel/dma-buf.ts';
 import type { DmaBufOps } from '../../kernel/dma-buf-ops.ts';
 import { type DmaFence, dma_fence_init, dma_fence_signal, dma_fence_wait } from '../../kernel/dma-fence.ts';
 import {
@@ -94,6 +94,8 @@ function ttmVmOps(bo: TtmBufferObject, buf: DmaBuf): VmOperations {
 
 /** `ttm_bo_validate()` to the other placement: the `move` op. */
 const ttm_bo_validate = kfn('ttm_bo_validate', function* (t: Task, buf: DmaBuf, bo: TtmBufferObject): KGen<number> {
+  // The BO's last reference went with the dma-buf's release: its memory is gone.
+  if (!dma_buf_check_alive(t, buf, 'ttm_bo_validate')) return -EINVAL;
   yield* dma_resv_lock(t, buf.resv, null);
   if (bo.pin_count > 0) {
     yield* dma_resv_unlock(t, buf.resv);
