@@ -16,7 +16,7 @@ const KIND_NAMES = { spte: 'an SPTE', pte: 'a CPU PTE', dma: 'a DMA mapping' } a
 
 /**
  * Checks one access by `t` through `tr` (inside a step that declared a read
- * of physmem). Returns true when the access was valid.
+ * of the translation's frame). Returns true when the access was valid.
  */
 export function kasan_check(t: Task, tr: Translation, how: AccessHow): boolean {
   const f = tr.frame;

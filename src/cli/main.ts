@@ -9,6 +9,7 @@ import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import pc from 'picocolors';
 import { type CheckResult, checkScenario } from '../check.ts';
 import { NondeterminismError } from '../explorer/dfs.ts';
 import { ReplayMismatchError } from '../explorer/replay.ts';
@@ -74,6 +75,7 @@ interface CheckCliOptions {
 async function runCheck(paths: string[], o: CheckCliOptions): Promise<number> {
   const results: CheckResult[] = [];
   const errors: InputErrorJson[] = [];
+  const seen = new Map<string, string>();
   // A path that does not exist is reported like a bad file: the others are still checked.
   const files = new Set<string>();
   for (const p of paths.length ? paths : [CATALOGUE]) {
@@ -85,7 +87,7 @@ async function runCheck(paths: string[], o: CheckCliOptions): Promise<number> {
       process.stderr.write(`dmabuf-check: ${e.message}\n`);
     }
   }
-  const c = colors(o.color !== false && !o.json && process.stdout.isTTY === true);
+  const c = colors(o.color !== false && !o.json && process.stdout.isTTY === true && pc.isColorSupported);
   const progress = progressLine(process.stderr);
   for (const file of files) {
     const name = shown(file);
@@ -94,6 +96,20 @@ async function runCheck(paths: string[], o: CheckCliOptions): Promise<number> {
       text = readScenarioText(file);
       const modules = await loadDriverModules(file, text);
       const spec = loadScenario(text, name, { modules });
+      const first = seen.get(spec.name);
+      if (first) {
+        const m = /^name:/m.exec(text);
+        const line = m ? text.slice(0, m.index).split('\n').length : 1;
+        throw new ScenarioError([
+          {
+            file: name,
+            line,
+            col: 1,
+            message: `name "${spec.name}" is already used by ${first}; scenario names are unique in a catalogue`,
+          },
+        ]);
+      }
+      seen.set(spec.name, name);
       const r = checkScenario(spec, name, {
         ...(o.maxExecutions !== undefined ? { maxExecutions: o.maxExecutions } : {}),
         ...(o.timeout !== undefined ? { timeoutMs: o.timeout * 1000 } : {}),
@@ -151,7 +167,7 @@ async function runReplay(file: string, o: ReplayCliOptions): Promise<number> {
   if (o.json) {
     process.stdout.write(`${JSON.stringify(trace, null, 2)}\n`);
   } else {
-    const c = colors(o.color !== false && process.stdout.isTTY === true);
+    const c = colors(o.color !== false && process.stdout.isTTY === true && pc.isColorSupported);
     process.stdout.write(`${formatReplay(trace)}\n`);
     for (const f of result.findings)
       process.stdout.write(`${renderFinding({ ...f, token: trace.token as never }, { file: name }, c)}\n`);

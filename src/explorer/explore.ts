@@ -1,8 +1,11 @@
 /**
  * The explorer: runs a program over its interleavings and returns a verdict.
  *
- * - `dfs` (default): exhaustive depth-first search with sleep sets. Finishing
- *   with no finding proves the scenario safe (up to the model).
+ * - `dfs` (default): exhaustive depth-first search with dynamic partial-order
+ *   reduction and sleep sets (explorer/dpor.ts). Finishing with no finding
+ *   proves the scenario safe (up to the model).
+ * - `sleep`: exhaustive depth-first search with sleep sets only (explorer/dfs.ts),
+ *   for comparison.
  * - `random`: seeded random walk, for scenarios too big to finish; it can
  *   find bugs but never proves safety (a run without finding is `unknown`).
  * - `naive`: depth-first search without reduction, every interleaving (for
@@ -19,12 +22,13 @@ import type { Finding, FindingCode } from '../checkers/finding.ts';
 import type { KernelConfig } from '../kernel/kernel.ts';
 import { PreemptionBoundedDfs } from './bounded.ts';
 import { SleepSetDfs } from './dfs.ts';
+import { DporSource } from './dpor.ts';
 import { type ChoiceSource, type ExecResult, runExecution } from './execution.ts';
 import type { Program } from './program.ts';
 import { RandomWalk } from './random.ts';
 import { encodeToken, type ReplayToken } from './token.ts';
 
-export type Strategy = 'dfs' | 'random' | 'naive';
+export type Strategy = 'dfs' | 'sleep' | 'naive' | 'random';
 export type Verdict = 'safe' | 'bug' | 'unknown';
 export type StopReason = 'max-executions' | 'timeout' | 'step-limit';
 
@@ -47,6 +51,8 @@ export interface ExploreOptions {
   readonly want?: FindingCode | null;
   readonly config?: KernelConfig;
   readonly maxSteps?: number;
+  /** Called after every execution of the main search (tests compare strategies with it). */
+  readonly onExecution?: (r: ExecResult) => void;
   /** Called about every 256 executions. */
   readonly onProgress?: (p: Progress) => void;
 }
@@ -130,9 +136,9 @@ function outOfTime(s: Searcher): boolean {
   return false;
 }
 
-/** Depth-first search (sleep sets) for the first execution satisfying `pred`. */
+/** Depth-first search (DPOR) for the first execution satisfying `pred`. */
 function searchFirst(s: Searcher, pred: Pred, budget: number): ExecResult | null {
-  const src = new SleepSetDfs(true);
+  const src = new DporSource();
   for (let i = 0; i < budget; i++) {
     const r = runExecution(s.program, src, execOpts(s.opts));
     s.extra++;
@@ -192,7 +198,8 @@ export function explore(program: Program, opts: ExploreOptions = {}): ExploreRes
   const codes = new Set<FindingCode>();
   let found: ExecResult | null = null;
 
-  const dfs = strategy === 'random' ? null : new SleepSetDfs(strategy === 'dfs');
+  const dfs =
+    strategy === 'random' ? null : strategy === 'dfs' ? new DporSource() : new SleepSetDfs(strategy === 'sleep');
   for (;;) {
     if (stats.executions >= maxExecutions) {
       s.stopped = 'max-executions';
@@ -202,6 +209,7 @@ export function explore(program: Program, opts: ExploreOptions = {}): ExploreRes
     const r = runExecution(program, src, execOpts(opts));
     stats.executions++;
     stats.steps += r.steps;
+    opts.onExecution?.(r);
     if (r.status === 'abandoned') stats.redundant++;
     if (r.status === 'step-limit' && !s.stopped) s.stopped = 'step-limit';
     for (const f of r.findings) codes.add(f.code);

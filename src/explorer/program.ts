@@ -1,6 +1,6 @@
 /**
  * What the explorer runs: a compiled scenario, independent of how it was
- * written (YAML, the TypeScript builder, a test).
+ * written (YAML, or built in TypeScript by a test or a library user).
  */
 import type { Kernel } from '../kernel/kernel.ts';
 import type { KGen, Task } from '../kernel/sched.ts';

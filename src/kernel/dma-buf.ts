@@ -143,8 +143,10 @@ function invalidateOp(ops: DmaBufAttachOps | null) {
 
 /**
  * Whether the buffer is still alive; a `refcount` finding when not ([I7]).
- * Exporters call it for their own ops on the buffer (the final put is a
- * global step, so the read needs no declaration of its own).
+ * Exporters call it for their own ops on the buffer. Call it after a step
+ * (not before a function's first yield, which for a thread's first op runs
+ * before any thread has run); the final put is a global step, so the read
+ * needs no declaration of its own.
  */
 export function dma_buf_check_alive(t: Task, buf: DmaBuf, call: string): boolean {
   if (!buf.released) return true;
@@ -215,7 +217,12 @@ export const get_dma_buf = kfn('get_dma_buf', function* (t: Task, buf: DmaBuf): 
  */
 export const dma_buf_put = kfn('dma_buf_put', function* (t: Task, buf: DmaBuf): KGen {
   assertNotHeld(t, buf.resv.lock, 'dma_buf_put', ['L2', 'I14']);
-  yield t.at('dma_buf_put', 'write', buf);
+  // The final put releases the buffer and runs the exporter's release: it
+  // may touch anything, and every "is it still alive" check reads what it
+  // writes. So a put is a global step: ordered against every other step.
+  const s = t.at('dma_buf_put', 'write', buf);
+  s.global = true;
+  yield s;
   if (buf.refcount <= 0) {
     t.k.report(t, {
       code: 'refcount',
@@ -223,7 +230,7 @@ export const dma_buf_put = kfn('dma_buf_put', function* (t: Task, buf: DmaBuf): 
       object: buf.name,
       released: buf.released,
       rules: ['I7', 'LT1'],
-      message: `refcount_t: underflow; use-after-free: dma_buf_put on ${buf.name} with no reference left`,
+      message: `dma_buf_put on ${buf.name} with no reference left`,
     });
     return;
   }
@@ -277,7 +284,6 @@ export const dma_buf_dynamic_attach = kfn(
     name: string,
   ): KGen<Result<DmaBufAttachment>> {
     assertNotHeld(t, buf.resv.lock, t.fn, ['L2', 'I14']);
-    if (!dma_buf_check_alive(t, buf, t.fn)) return -EINVAL;
     if (dev === null && buf.ops.map_dma_buf) {
       apiMisuse(t, t.fn, 'NULL device for an exporter with map_dma_buf', ['O5', 'P2']);
       return -EINVAL;
@@ -288,6 +294,10 @@ export const dma_buf_dynamic_attach = kfn(
       if (ret < 0) return ret;
     }
     yield* dma_resv_lock(t, buf.resv, null);
+    if (!dma_buf_check_alive(t, buf, 'dma_buf_dynamic_attach')) {
+      yield* dma_resv_unlock(t, buf.resv);
+      return -EINVAL;
+    }
     buf.attachments.push(a);
     yield* dma_resv_unlock(t, buf.resv);
     return a;
@@ -313,8 +323,8 @@ export const dma_buf_detach = kfn('dma_buf_detach', function* (t: Task, buf: Dma
     apiMisuse(t, 'dma_buf_detach', `${a.name} does not belong to ${buf.name}`, ['LT3']);
     return;
   }
-  dma_buf_check_alive(t, buf, 'dma_buf_detach');
   yield* dma_resv_lock(t, buf.resv, null);
+  dma_buf_check_alive(t, buf, 'dma_buf_detach');
   if (!checkAttached(t, a, 'dma_buf_detach')) {
     yield* dma_resv_unlock(t, buf.resv);
     return;
@@ -504,10 +514,11 @@ export const dma_buf_mmap = kfn(
   'dma_buf_mmap',
   function* (t: Task, buf: DmaBuf, vma: Vma, pgoff: number): KGen<number> {
     assertNotHeld(t, buf.resv.lock, 'dma_buf_mmap', ['L2', 'I14']);
-    if (!dma_buf_check_alive(t, buf, 'dma_buf_mmap')) return -EINVAL;
     if (!buf.ops.mmap) return -EINVAL;
     if (pgoff + vma.pages > buf.pages) return -EINVAL;
+    // get_file() on the dma-buf's file; a released buffer is reported there.
     yield* get_dma_buf(t, buf);
+    if (buf.released) return -EINVAL;
     vma.vm_file = buf.name;
     vma.vm_pgoff = pgoff;
     return yield* buf.ops.mmap(t, buf, vma);

@@ -165,7 +165,7 @@ export class Vma extends KObject implements TranslationTable {
 
 /**
  * Records a new translation of `ref` (inside a step that declared a write of
- * physmem). A PFN that no longer backs its buffer is a `stale-mapping` at
+ * the table entry and of the frame). A PFN that no longer backs its buffer is a `stale-mapping` at
  * install ([I2]).
  */
 export function installTranslation(

@@ -133,7 +133,10 @@ export class PagePool extends KObject {
   }
 }
 
-/** All physical memory of the machine; the explorer sees it as one object. */
+/**
+ * All physical memory of the machine: the pools, and every translation made
+ * (for reports). The explorer tracks frames and pools, not this object.
+ */
 export class PhysMem extends KObject {
   readonly type = 'physmem';
   readonly pools = new Map<string, PagePool>();

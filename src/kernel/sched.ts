@@ -16,7 +16,10 @@
  *   the lock's own lock/unlock steps order every access to it (a caller that
  *   does not hold the lock is reported as `lock-not-held`);
  * - a step that blocks (a lock, a fence wait) names a {@link Blocker}: the
- *   thread is runnable only while the blocker says it is ready.
+ *   thread is runnable only while the blocker says it is ready;
+ * - never read shared state before a function's first yield to decide
+ *   anything: for a thread's first op that code runs when the thread is
+ *   created, before any thread has run.
  *
  * Models: include/linux/sched.h (task_struct, current)
  */

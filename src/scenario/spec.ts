@@ -1,6 +1,6 @@
 /**
  * A validated scenario, with every name resolved to its driver: what the
- * YAML loader (or the TypeScript builder) produces and the compiler turns
+ * YAML loader (or TypeScript code building one) produces and the compiler turns
  * into a {@link Program}.
  */
 import type { FindingCode } from '../checkers/finding.ts';

@@ -1,7 +1,7 @@
 /**
  * The trace of one execution: every step with its thread, kernel function,
  * what it touched and the state of those objects after it, plus the findings.
- * A versioned JSON format (docs/trace-format.md); the viewer reads it.
+ * A versioned JSON format (docs/trace-format.md), for tools that step through an execution.
  */
 import type { Finding } from '../checkers/finding.ts';
 import type { Kernel, StepObserver } from '../kernel/kernel.ts';

@@ -125,6 +125,10 @@ threads: { t: [${ops}] }
   it('a move after the last put is a refcount finding', () => {
     expect(codes(check(fromYaml(yaml('bo.put, bo.move'))))).toEqual(['refcount']);
   });
+  it('also when the put and the move are the first ops of two threads (the put is ordered against every step)', () => {
+    const r = check(fromYaml('name: p\nbuffers: { bo: { exporter: ttm } }\nthreads:\n  a: [bo.put]\n  b: [bo.move]\n'));
+    expect(codes(r)).toEqual(['refcount']);
+  });
   it('a move before the put is fine', () => {
     expect(check(fromYaml(yaml('bo.move, bo.put'))).verdict).toBe('safe');
   });

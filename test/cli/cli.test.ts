@@ -288,6 +288,18 @@ describe('bad input: exit 2, where and what, no stack trace', () => {
     expectBadInput(runCli([SAFE, '--strategy', 'bfs']), /Allowed choices are dfs, random/);
   });
 
+  it('two scenarios with the same name: the second is bad input, named with where the first is', () => {
+    const dir = path.join(tmp, 'dup');
+    mkdirSync(dir, { recursive: true });
+    const src = path.join(CATALOGUE, 'ttm-move-vs-dma-static.yaml');
+    copyFileSync(src, path.join(dir, 'a.yaml'));
+    copyFileSync(src, path.join(dir, 'b.yaml'));
+    const r = runCli([dir]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/b\.yaml:1:1: name "ttm-move-vs-dma-static" is already used by .*a\.yaml/);
+    expect(r.stdout).toMatch(/PASS ttm-move-vs-dma-static/);
+  });
+
   it('a path that does not exist: reported, and the other paths are still checked', () => {
     expectBadInput(
       runCli(['no/such/scenario.yaml']),

@@ -777,7 +777,7 @@ describe('attach: auto | manual', () => {
     const threads = '  user: [ bo.put, imp.attach, { imp.access: { page: 0 } } ]';
     const r = run(scenario({ exporter: 'system-heap', driver: 'cpu-mmap', options: 'attach: manual', threads }));
     expectBug(r, 'refcount');
-    expect(r.findings.map((f) => f.message)).toContain('dma_buf_mmap on bo after its release');
+    expect(r.findings.map((f) => f.message)).toContain('get_dma_buf on bo after its release');
   });
 
   it('cpu-mmap manual: attach before the put keeps the buffer alive (the mapping holds a reference)', () => {

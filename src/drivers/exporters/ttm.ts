@@ -94,9 +94,12 @@ function ttmVmOps(bo: TtmBufferObject, buf: DmaBuf): VmOperations {
 
 /** `ttm_bo_validate()` to the other placement: the `move` op. */
 const ttm_bo_validate = kfn('ttm_bo_validate', function* (t: Task, buf: DmaBuf, bo: TtmBufferObject): KGen<number> {
-  // The BO's last reference went with the dma-buf's release: its memory is gone.
-  if (!dma_buf_check_alive(t, buf, 'ttm_bo_validate')) return -EINVAL;
   yield* dma_resv_lock(t, buf.resv, null);
+  // The BO's last reference went with the dma-buf's release: its memory is gone.
+  if (!dma_buf_check_alive(t, buf, 'ttm_bo_validate')) {
+    yield* dma_resv_unlock(t, buf.resv);
+    return -EINVAL;
+  }
   if (bo.pin_count > 0) {
     yield* dma_resv_unlock(t, buf.resv);
     return -EBUSY;

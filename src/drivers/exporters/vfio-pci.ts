@@ -16,6 +16,7 @@
  * Models: drivers/vfio/pci/vfio_pci_dmabuf.c (2026, with the revoke series
  * and the faulting mmap variant), the RFC's vfio get_pfn (02/12)
  */
+import { apiMisuse } from '../../checkers/api.ts';
 import { LOCK_CLASS, origin } from '../../checkers/lockdep.ts';
 import {
   type DmaBuf,
@@ -127,8 +128,19 @@ const vfio_pci_dma_buf_move = kfn(
         yield* dma_resv_unlock(t, buf.resv);
         if (revoked) {
           // wait_for_completion_timeout(&priv->comp, 1 s): importers that
-          // claimed to be revocable must have unmapped; on timeout WARN and go on.
+          // claimed to be revocable must have unmapped by now. Simplification:
+          // the model does not let time pass; mappings still there at this
+          // point mean the wait would time out, so the WARN fires and the
+          // revoke goes on ([V5] 6, [I24]).
           yield t.at('wait_for_completion_timeout', 'read', priv);
+          if (priv.mappings > 0) {
+            apiMisuse(
+              t,
+              'vfio_pci_dma_buf_move',
+              `timed out waiting for importers to unmap ${buf.name}: ${priv.mappings} mapping(s) left after invalidate`,
+              ['V4', 'V5', 'I24'],
+            );
+          }
           yield* unmap_mapping_range(t, buf.f_mapping);
         }
       }
