@@ -4,7 +4,7 @@
  * switch forced because the running thread finished or blocked is free.
  * Used to find the counterexample with the fewest context switches.
  */
-import { preferred } from './dfs.ts';
+import { deepestPending, preferred } from './dfs.ts';
 import type { ChoiceSource, ExecState } from './execution.ts';
 
 interface BNode {
@@ -56,15 +56,10 @@ export class PreemptionBoundedDfs implements ChoiceSource {
 
   /** Prepares the next execution; false when every execution within the bound was run. */
   advance(): boolean {
-    for (let d = this.nodes.length - 1; d >= 0; d--) {
-      const n = this.nodes[d] as BNode;
-      if (n.allowed & ~n.done) {
-        this.nodes.length = d + 1;
-        this.branch = d;
-        this.resuming = true;
-        return true;
-      }
-    }
-    return false;
+    const d = deepestPending(this.nodes, (n) => n.allowed & ~n.done);
+    if (d < 0) return false;
+    this.branch = d;
+    this.resuming = true;
+    return true;
   }
 }

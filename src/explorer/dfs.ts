@@ -27,6 +27,20 @@ interface Node {
   chosen: number;
 }
 
+/**
+ * The deepest node that still has a thread to explore (`pending(node)` is a
+ * non-zero mask), with the nodes below it dropped; -1 when none is left.
+ */
+export function deepestPending<N>(nodes: N[], pending: (n: N) => number): number {
+  for (let d = nodes.length - 1; d >= 0; d--) {
+    if (pending(nodes[d] as N)) {
+      nodes.length = d + 1;
+      return d;
+    }
+  }
+  return -1;
+}
+
 /** Picks from `cands`: `last` if it is a candidate, else the lowest index. */
 export function preferred(cands: number, last: number): number {
   if (last >= 0 && cands & (1 << last)) return last;
@@ -91,17 +105,14 @@ export class SleepSetDfs implements ChoiceSource {
 
   /** Prepares the next execution; false when the whole tree has been explored. */
   advance(): boolean {
-    for (let d = this.nodes.length - 1; d >= 0; d--) {
-      const n = this.nodes[d] as Node;
-      if (n.enabled & ~n.done & ~n.sleep) {
-        this.nodes.length = d + 1;
-        this.branch = d;
-        this.resuming = true;
-        return true;
-      }
+    const d = deepestPending(this.nodes, (n) => n.enabled & ~n.done & ~n.sleep);
+    if (d < 0) {
+      this.finished = true;
+      return false;
     }
-    this.finished = true;
-    return false;
+    this.branch = d;
+    this.resuming = true;
+    return true;
   }
 }
 

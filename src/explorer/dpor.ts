@@ -20,7 +20,7 @@
  * explores at least one execution of every Mazurkiewicz trace.
  */
 import { accDependent, MAX_ACCESSES, type Step } from '../kernel/sched.ts';
-import { NondeterminismError, preferred } from './dfs.ts';
+import { deepestPending, NondeterminismError, preferred } from './dfs.ts';
 import type { ChoiceSource, ExecState } from './execution.ts';
 
 interface Node {
@@ -246,16 +246,13 @@ export class DporSource implements ChoiceSource {
 
   /** Prepares the next execution; false when every backtrack point has been explored. */
   advance(): boolean {
-    for (let d = this.nodes.length - 1; d >= 0; d--) {
-      const n = this.nodes[d] as Node;
-      if (n.backtrack & ~n.done & ~n.sleep) {
-        this.nodes.length = d + 1;
-        this.branch = d;
-        this.resuming = true;
-        return true;
-      }
+    const d = deepestPending(this.nodes, (n) => n.backtrack & ~n.done & ~n.sleep);
+    if (d < 0) {
+      this.finished = true;
+      return false;
     }
-    this.finished = true;
-    return false;
+    this.branch = d;
+    this.resuming = true;
+    return true;
   }
 }

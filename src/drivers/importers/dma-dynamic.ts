@@ -15,12 +15,9 @@
 import { apiMisuse } from '../../checkers/api.ts';
 import {
   type DmaBufAttachment,
-  dma_buf_detach,
   dma_buf_dynamic_attach,
   dma_buf_map_attachment,
-  dma_buf_put,
   dma_buf_unmap_attachment,
-  get_dma_buf,
 } from '../../kernel/dma-buf.ts';
 import type { DmaBufAttachOps, SgTable } from '../../kernel/dma-buf-ops.ts';
 import {
@@ -40,27 +37,26 @@ import {
   dma_resv_unlock,
   dma_resv_wait_timeout,
 } from '../../kernel/dma-resv.ts';
-import { isErr } from '../../kernel/errno.ts';
-import { Lock, mutex_lock, mutex_unlock } from '../../kernel/locking.ts';
+import { isErr, type Result } from '../../kernel/errno.ts';
+import { mutex_lock, mutex_unlock } from '../../kernel/locking.ts';
 import { type KGen, kfn, type Task } from '../../kernel/sched.ts';
-import { defineImporter, type ImporterEnv, type ImporterInstance, type OpArgs, PAGE_ARG } from '../driver.ts';
+import { defineImporter, type ImporterEnv, type OpArgs, PAGE_ARG } from '../driver.ts';
+import { DeviceImporter } from './device.ts';
 import { device_dma } from './device-dma.ts';
 
-class DmaDynamicImporter implements ImporterInstance {
+class DmaDynamicImporter extends DeviceImporter {
   readonly attachCall = 'dma_buf_dynamic_attach';
-  att: DmaBufAttachment | null = null;
   /** The current mapping; protected by resv (the callback changes it). */
   sgt: SgTable | null = null;
   /** `map` ops minus `unmap` ops, whether or not the exporter granted the map (I11 accounting). */
   userMaps = 0;
   lastJob: DmaFence | null = null;
   jobs = 0;
-  readonly lock: Lock;
   readonly respect: boolean;
   readonly attachOps: DmaBufAttachOps;
 
-  constructor(readonly env: ImporterEnv) {
-    this.lock = new Lock(env.k, `${env.name}->lock`, 'dma_dynamic_dev->lock', 'mutex');
+  constructor(env: ImporterEnv) {
+    super(env, 'dma_dynamic_dev->lock');
     this.respect = env.options.respect_invalidate !== false;
     const self = this;
     this.attachOps = {
@@ -78,31 +74,8 @@ class DmaDynamicImporter implements ImporterInstance {
     };
   }
 
-  *attach(t: Task): KGen<number> {
-    const buf = this.env.buffer;
-    yield* get_dma_buf(t, buf);
-    const a = yield* dma_buf_dynamic_attach(t, buf, this.env.name, this.attachOps, this, this.env.name);
-    if (isErr(a)) {
-      yield* dma_buf_put(t, buf);
-      return a;
-    }
-    yield* mutex_lock(t, this.lock);
-    this.att = a;
-    yield* mutex_unlock(t, this.lock);
-    return 0;
-  }
-
-  *detach(t: Task): KGen {
-    yield* mutex_lock(t, this.lock);
-    const a = this.att;
-    this.att = null;
-    if (a) yield* dma_buf_detach(t, this.env.buffer, a);
-    yield* mutex_unlock(t, this.lock);
-    if (a) yield* dma_buf_put(t, this.env.buffer);
-  }
-
-  *teardown(t: Task): KGen {
-    yield* this.detach(t);
+  protected *attachBuffer(t: Task): KGen<Result<DmaBufAttachment>> {
+    return yield* dma_buf_dynamic_attach(t, this.env.buffer, this.env.name, this.attachOps, this, this.env.name);
   }
 
   readonly ops = {

@@ -11,57 +11,29 @@ import { apiMisuse } from '../../checkers/api.ts';
 import {
   type DmaBufAttachment,
   dma_buf_attach,
-  dma_buf_detach,
   dma_buf_map_attachment_unlocked,
-  dma_buf_put,
   dma_buf_unmap_attachment_unlocked,
-  get_dma_buf,
 } from '../../kernel/dma-buf.ts';
 import type { SgTable } from '../../kernel/dma-buf-ops.ts';
-import { isErr } from '../../kernel/errno.ts';
-import { Lock, mutex_lock, mutex_unlock } from '../../kernel/locking.ts';
+import { isErr, type Result } from '../../kernel/errno.ts';
+import { mutex_lock, mutex_unlock } from '../../kernel/locking.ts';
 import { type KGen, kfn, type Task } from '../../kernel/sched.ts';
-import { defineImporter, type ImporterEnv, type ImporterInstance, type OpArgs, PAGE_ARG } from '../driver.ts';
+import { defineImporter, type ImporterEnv, type OpArgs, PAGE_ARG } from '../driver.ts';
+import { DeviceImporter } from './device.ts';
 import { device_dma } from './device-dma.ts';
 
-class DmaStaticImporter implements ImporterInstance {
+class DmaStaticImporter extends DeviceImporter {
   readonly attachCall = 'dma_buf_attach';
-  att: DmaBufAttachment | null = null;
   sgt: SgTable | null = null;
   /** A `map` op ran (granted or refused) and no `unmap` since. */
   mapped = false;
-  readonly lock: Lock;
 
-  constructor(readonly env: ImporterEnv) {
-    this.lock = new Lock(env.k, `${env.name}->lock`, 'dma_static_dev->lock', 'mutex');
+  constructor(env: ImporterEnv) {
+    super(env, 'dma_static_dev->lock');
   }
 
-  *attach(t: Task): KGen<number> {
-    const buf = this.env.buffer;
-    yield* get_dma_buf(t, buf);
-    const a = yield* dma_buf_attach(t, buf, this.env.name, this.env.name);
-    if (isErr(a)) {
-      yield* dma_buf_put(t, buf);
-      return a;
-    }
-    yield* mutex_lock(t, this.lock);
-    this.att = a;
-    yield* mutex_unlock(t, this.lock);
-    return 0;
-  }
-
-  *detach(t: Task): KGen {
-    yield* mutex_lock(t, this.lock);
-    const a = this.att;
-    this.att = null;
-    if (a) yield* dma_buf_detach(t, this.env.buffer, a);
-    yield* mutex_unlock(t, this.lock);
-    if (a) yield* dma_buf_put(t, this.env.buffer);
-  }
-
-  *teardown(t: Task): KGen {
-    // Driver unbind: detach and drop the reference; a mapping left is a leak.
-    yield* this.detach(t);
+  protected *attachBuffer(t: Task): KGen<Result<DmaBufAttachment>> {
+    return yield* dma_buf_attach(t, this.env.buffer, this.env.name, this.env.name);
   }
 
   readonly ops = {
