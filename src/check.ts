@@ -9,6 +9,7 @@ import {
   type ExploreOptions,
   explore,
   type StopReason,
+  type Strategy,
   type Verdict,
 } from './explorer/explore.ts';
 import type { ReplayToken } from './explorer/token.ts';
@@ -40,14 +41,14 @@ export interface CheckResult {
   readonly wanted: Counterexample | null;
   readonly stats: CheckStats;
   readonly stopped: StopReason | null;
-  readonly strategy: 'dfs' | 'random';
+  readonly strategy: Strategy;
 }
 
 export interface CheckOptions {
   readonly maxExecutions?: number;
   readonly timeoutMs?: number;
   readonly seed?: number;
-  readonly strategy?: 'dfs' | 'random';
+  readonly strategy?: Strategy;
   readonly onProgress?: ExploreOptions['onProgress'];
   readonly now?: () => number;
 }

@@ -12,6 +12,7 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import pc from 'picocolors';
 import { type CheckResult, checkScenario } from '../check.ts';
 import { NondeterminismError } from '../explorer/dfs.ts';
+import type { Strategy } from '../explorer/explore.ts';
 import { ReplayMismatchError } from '../explorer/replay.ts';
 import { TokenError } from '../explorer/token.ts';
 import { colors } from '../report/colors.ts';
@@ -68,7 +69,7 @@ interface CheckCliOptions {
   maxExecutions?: number;
   timeout?: number;
   seed?: number;
-  strategy?: 'dfs' | 'random';
+  strategy?: Strategy;
   color?: boolean;
 }
 
@@ -203,7 +204,12 @@ function buildProgram(setExit: (code: number) => void): Command {
     )
     .option('--timeout <seconds>', 'stop exploring a scenario after this many seconds (verdict unknown)', seconds)
     .option('--seed <n>', 'seed of the random strategy', nonNegInt('--seed'))
-    .addOption(new Option('--strategy <name>', 'exploration strategy').choices(['dfs', 'random']))
+    .addOption(
+      new Option(
+        '--strategy <name>',
+        'dfs: exhaustive with partial-order reduction (default); sleep: exhaustive, sleep sets only; naive: every interleaving; random: seeded random walk (never proves safe)',
+      ).choices(['dfs', 'sleep', 'naive', 'random']),
+    )
     .option('--no-color', 'no colours even on a terminal')
     .action(async (paths: string[], o: CheckCliOptions) => setExit(await runCheck(paths, o)));
 
