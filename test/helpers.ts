@@ -3,7 +3,8 @@ import { spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { type CheckOptions, type CheckResult, checkScenario } from '../src/check.ts';
+import { expect } from 'vitest';
+import { type CheckOptions, type CheckResult, checkScenario, type ReportedFinding } from '../src/check.ts';
 import type { DriverDef } from '../src/drivers/driver.ts';
 import { loadScenario } from '../src/scenario/load-yaml.ts';
 import type { ScenarioSpec } from '../src/scenario/spec.ts';
@@ -29,6 +30,25 @@ export function fromYaml(text: string, modules?: ReadonlyMap<string, DriverDef>)
 
 export function check(spec: ScenarioSpec, opts: CheckOptions = {}): CheckResult {
   return checkScenario(spec, 'test.yaml', opts);
+}
+
+/** The first finding with `code` (fails the test when there is none). */
+export function first(r: CheckResult, code: string): ReportedFinding {
+  const f = r.findings.find((x) => x.code === code);
+  if (!f) throw new Error(`no ${code} finding; found: ${codes(r).join(', ') || 'none'}`);
+  return f;
+}
+
+/** Safe, with every interleaving covered and nothing found. */
+export function expectSafe(r: CheckResult): void {
+  expect(codes(r)).toEqual([]);
+  expect(r.verdict).toBe('safe');
+  expect(r.stats.complete).toBe(true);
+}
+
+export function expectBug(r: CheckResult, code: string): void {
+  expect(r.verdict).toBe('bug');
+  expect(codes(r)).toContain(code);
 }
 
 export function codes(r: CheckResult): string[] {

@@ -7,7 +7,7 @@
  * a `probe` exporter with switches for the exporter-side rules.
  */
 import { describe, expect, it } from 'vitest';
-import type { CheckResult, ReportedFinding } from '../../src/check.ts';
+import type { CheckResult } from '../../src/check.ts';
 import { mapFrames, unmapFrames } from '../../src/drivers/exporters/common.ts';
 import {
   alloc_pages,
@@ -60,7 +60,7 @@ import {
   ww_acquire_fini,
   ww_acquire_init,
 } from '../../src/index.ts';
-import { check, codes, fromYaml } from '../helpers.ts';
+import { check, codes, expectBug, expectSafe, first, fromYaml } from '../helpers.ts';
 
 // ---------------------------------------------------------------------------
 // The probe importer: one op per kernel-call sequence under test.
@@ -428,23 +428,6 @@ importers:
 threads:
 ${threads}
 `;
-}
-
-function first(r: CheckResult, code: string): ReportedFinding {
-  const f = r.findings.find((x) => x.code === code);
-  if (!f) throw new Error(`no ${code} finding; found: ${codes(r).join(', ') || 'none'}`);
-  return f;
-}
-
-function expectSafe(r: CheckResult): void {
-  expect(codes(r)).toEqual([]);
-  expect(r.verdict).toBe('safe');
-  expect(r.stats.complete).toBe(true);
-}
-
-function expectBug(r: CheckResult, code: string): void {
-  expect(r.verdict).toBe('bug');
-  expect(codes(r)).toContain(code);
 }
 
 // ---------------------------------------------------------------------------

@@ -16,7 +16,7 @@ import {
   free_pages,
   isErr,
 } from '../../src/index.ts';
-import { check, codes, fromYaml } from '../helpers.ts';
+import { check, codes, expectBug, expectSafe, first, fromYaml } from '../helpers.ts';
 
 /** An exporter without get_pfn: which get_pfn call an importer makes shows in the warning. */
 const noPfnExporter = defineExporter({
@@ -49,23 +49,6 @@ const MODULES: ReadonlyMap<string, DriverDef> = new Map<string, DriverDef>([['./
 
 function run(yaml: string): CheckResult {
   return check(fromYaml(yaml, MODULES));
-}
-
-function first(r: CheckResult, code: string): ReportedFinding {
-  const f = r.findings.find((x) => x.code === code);
-  if (!f) throw new Error(`no ${code} finding; found: ${codes(r).join(', ') || 'none'}`);
-  return f;
-}
-
-function expectSafe(r: CheckResult): void {
-  expect(codes(r)).toEqual([]);
-  expect(r.verdict).toBe('safe');
-  expect(r.stats.complete).toBe(true);
-}
-
-function expectBug(r: CheckResult, code: string): void {
-  expect(r.verdict).toBe('bug');
-  expect(codes(r)).toContain(code);
 }
 
 /** One buffer, one importer, threads given as YAML lines. */
