@@ -53,7 +53,7 @@ describe('catalogue', () => {
 
       it('replays every finding from its token', () => {
         for (const f of r.findings) {
-          const { result } = replayToken(compile(spec), f.token, 'x.yaml');
+          const { result } = replayToken(compile(spec), f.token, 'x.yaml', f.code === 'lock-order' ? f.requires : []);
           expect(result.findings.map((g) => `${g.code} ${g.message} @${g.step}`)).toContain(
             `${f.code} ${f.message} @${f.step}`,
           );

@@ -121,6 +121,10 @@ export interface LockDependency {
   readonly to: string;
   /** Where the edge was first seen; null for edges primed at boot ([L8]). */
   readonly seen: Origin | null;
+  /** Number of the execution that added it (the explorer numbers them). */
+  readonly execution: number;
+  /** Replay token of that execution, once it has ended. */
+  token: string | null;
 }
 
 export interface LockOrderFinding extends FindingBase {
@@ -131,6 +135,11 @@ export interface LockOrderFinding extends FindingBase {
   /** The existing chain that the new dependency closes into a cycle. */
   readonly chain: readonly LockDependency[];
   readonly held: readonly HeldLockInfo[];
+  /**
+   * Tokens of the other executions whose dependencies close the cycle: replay
+   * them first (on one lockdep graph) to see the report again.
+   */
+  readonly requires: readonly string[];
 }
 
 export interface DeadlockWaiter {

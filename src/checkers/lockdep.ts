@@ -5,11 +5,19 @@
  * Like the kernel's lockdep, the graph is primed with the canonical order
  * that `dma_resv_lockdep()` and the vfio/KVM code establish ([L8], [L9],
  * [I16]), so a scenario that exercises only one half of an inversion is still
- * reported. The graph lives for one execution, so every report replays from
- * its token.
+ * reported; and, like the kernel's, it accumulates across everything that ran:
+ * the explorer shares one graph between all the executions of a scenario. An
+ * edge remembers the execution that added it (its replay token), so a cycle
+ * closed with an edge from another execution replays by running that
+ * execution first (`replay --token <theirs> --token <this>`).
+ *
+ * Annotations are pseudo-locks, as in the kernel: `dma_fence_map` (taken for
+ * read by `dma_fence_begin_signalling()`, and for a moment by every fence wait,
+ * [L11]), `fs_reclaim` (every allocation that may block, [L8] c) and
+ * `mmu_notifier_invalidate_range_start`.
  */
 import type { Lock } from '../kernel/locking.ts';
-import { SHARED } from '../kernel/locking.ts';
+import { EXCLUSIVE, SHARED } from '../kernel/locking.ts';
 import type { Task } from '../kernel/sched.ts';
 import type { WwAcquireCtx, WwMutex } from '../kernel/ww-mutex.ts';
 import type { HeldLockInfo, LockDependency, Origin } from './finding.ts';
@@ -21,20 +29,26 @@ export const LOCK_CLASS = {
   resv: 'reservation_ww_class_mutex',
   i_mmap: 'mapping->i_mmap_rwsem',
   mmu_lock: 'kvm->mmu_lock',
-  fence: 'dma_fence->lock',
+  fs_reclaim: 'fs_reclaim',
+  mmu_notifier: 'mmu_notifier_invalidate_range_start',
+  fence_map: 'dma_fence_map',
 } as const;
 
 /**
- * The order primed at boot, outermost first: mmap_lock → memory_lock → resv →
- * i_mmap_rwsem, and resv → the importers' locks (KVM's mmu_lock) ([L8], [L9]).
+ * The order primed at boot ([L8], [L9]): `dma_resv_lockdep()`'s chain
+ * mmap_lock → dma_resv → fs_reclaim → i_mmap_rwsem → mmu_notifier → dma_fence
+ * wait, plus vfio's memory_lock between mmap_lock and resv, and resv → the
+ * importers' locks (KVM's mmu_lock).
  */
 export const PRIMED_ORDER: readonly (readonly [string, string])[] = [
-  [LOCK_CLASS.mmap_lock, LOCK_CLASS.memory_lock],
   [LOCK_CLASS.mmap_lock, LOCK_CLASS.resv],
+  [LOCK_CLASS.resv, LOCK_CLASS.fs_reclaim],
+  [LOCK_CLASS.fs_reclaim, LOCK_CLASS.i_mmap],
+  [LOCK_CLASS.i_mmap, LOCK_CLASS.mmu_notifier],
+  [LOCK_CLASS.mmu_notifier, LOCK_CLASS.fence_map],
+  [LOCK_CLASS.mmap_lock, LOCK_CLASS.memory_lock],
   [LOCK_CLASS.memory_lock, LOCK_CLASS.resv],
-  [LOCK_CLASS.resv, LOCK_CLASS.i_mmap],
   [LOCK_CLASS.resv, LOCK_CLASS.mmu_lock],
-  [LOCK_CLASS.mmu_lock, LOCK_CLASS.fence],
 ];
 
 /** The class-level dependency graph of one execution. */
@@ -42,7 +56,7 @@ export class LockGraph {
   private readonly deps = new Map<string, Map<string, LockDependency>>();
 
   constructor(primed: readonly (readonly [string, string])[] = PRIMED_ORDER) {
-    for (const [a, b] of primed) this.add({ from: a, to: b, seen: null });
+    for (const [a, b] of primed) this.add({ from: a, to: b, seen: null, execution: -1, token: null });
   }
 
   add(dep: LockDependency): void {
@@ -155,6 +169,7 @@ export function lockAcquired(t: Task, lock: Lock, mode: number, ctx: WwAcquireCt
           kind: 'nesting',
           lock: { name: lock.name, class: lock.cls },
           chain: [],
+          requires: [],
           held: heldInfo(t),
           rules: lock.kind === 'ww_mutex' ? ['L6', 'I16'] : ['I16'],
           message: `possible recursive locking detected: ${lock.name} taken while holding ${other.name} of the same class${lock.kind === 'ww_mutex' ? ' without a shared ww_acquire_ctx' : ''}`,
@@ -164,19 +179,23 @@ export function lockAcquired(t: Task, lock: Lock, mode: number, ctx: WwAcquireCt
     }
     if (k.lockGraph.has(other.cls, lock.cls)) continue;
     const back = k.lockGraph.path(lock.cls, other.cls);
-    const dep: LockDependency = { from: other.cls, to: lock.cls, seen: origin(t) };
+    const dep: LockDependency = { from: other.cls, to: lock.cls, seen: origin(t), execution: k.execution, token: null };
     if (back) {
+      const requires = new Set<string>();
+      for (const d of back) if (d.seen && d.execution !== k.execution && d.token) requires.add(d.token);
       k.report(t, {
         code: 'lock-order',
         kind: 'circular',
         lock: { name: lock.name, class: lock.cls },
         chain: [...back, dep],
+        requires: [...requires],
         held: heldInfo(t),
         rules: ['I16', 'L8'],
         message: `possible circular locking dependency detected: ${lock.cls} taken while holding ${other.cls}`,
       });
     }
     k.lockGraph.add(dep);
+    k.newEdges.push(dep);
   }
   t.held.push({ lock, mode, step: k.step, stack: t.stack.slice() });
 }
@@ -194,4 +213,22 @@ export function lockReleased(t: Task, lock: Lock, wasHeld: boolean, fn: string):
       message: `bad unlock balance detected: ${fn} of ${lock.name}, which ${t.name} does not hold`,
     });
   }
+}
+
+/**
+ * `lock_map_acquire()` + `lock_map_release()` on a pseudo-lock: records the
+ * dependencies from every held lock to it (the `might_*` annotations).
+ */
+export function lockMapTouch(t: Task, map: Lock): void {
+  lockAcquired(t, map, EXCLUSIVE);
+  lockReleased(t, map, true, 'lock_map_release');
+}
+
+/** `lock_map_acquire_read()` on a pseudo-lock (a signalling section). */
+export function lockMapAcquireRead(t: Task, map: Lock): void {
+  lockAcquired(t, map, SHARED);
+}
+
+export function lockMapRelease(t: Task, map: Lock): void {
+  lockReleased(t, map, true, 'lock_map_release');
 }

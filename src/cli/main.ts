@@ -153,7 +153,7 @@ async function runCheck(paths: string[], o: CheckCliOptions): Promise<number> {
 }
 
 interface ReplayCliOptions {
-  token: string;
+  token: string[];
   json?: boolean;
   trace?: string;
   color?: boolean;
@@ -164,7 +164,8 @@ async function runReplay(file: string, o: ReplayCliOptions): Promise<number> {
   const text = readScenarioText(file);
   const modules = await loadDriverModules(file, text);
   const spec = loadScenario(text, name, { modules });
-  const { result, trace } = replayToken(compile(spec), o.token, name);
+  const tokens = o.token;
+  const { result, trace } = replayToken(compile(spec), tokens[tokens.length - 1] as string, name, tokens.slice(0, -1));
   if (o.json) {
     process.stdout.write(`${JSON.stringify(trace, null, 2)}\n`);
   } else {
@@ -217,7 +218,11 @@ function buildProgram(setExit: (code: number) => void): Command {
     .command('replay')
     .description('re-run exactly the interleaving a replay token names and print every step')
     .argument('<file>', 'the scenario file the token was printed for')
-    .requiredOption('--token <token>', 'the replay token (printed after "replay:" in a report)')
+    .requiredOption(
+      '--token <token>',
+      'the replay token (printed after "replay:" in a report); repeat it to run earlier executions first on the same lockdep graph, as a lock-order report asks',
+      (v: string, prev: string[] | undefined) => [...(prev ?? []), v],
+    )
     .option('--json', 'print the trace as JSON')
     .option('--trace <file>', 'also write the trace as JSON to this file')
     .option('--no-color', 'no colours even on a terminal')

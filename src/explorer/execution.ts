@@ -6,11 +6,13 @@
  * asks the source for a thread, and resumes that thread's generator once.
  */
 import type { Finding } from '../checkers/finding.ts';
+import type { LockGraph } from '../checkers/lockdep.ts';
 import { heldInfo } from '../checkers/lockdep.ts';
 import { Kernel, type KernelConfig, type StepObserver } from '../kernel/kernel.ts';
 import type { Lock } from '../kernel/locking.ts';
-import type { KGen, Task } from '../kernel/sched.ts';
+import { type KGen, runnable, type Task } from '../kernel/sched.ts';
 import type { Program } from './program.ts';
+import { encodeToken } from './token.ts';
 
 export type ExecStatus = 'complete' | 'deadlock' | 'abandoned' | 'setup-failed' | 'step-limit';
 
@@ -51,6 +53,10 @@ export interface ExecOptions {
   readonly observer?: StepObserver;
   /** Bound on thread steps per execution (a runaway scenario stops here). */
   readonly maxSteps?: number;
+  /** Lockdep's graph, shared by the executions of one exploration (default: a fresh one). */
+  readonly lockGraph?: LockGraph;
+  /** This execution's number in the exploration (lockdep edges remember it). */
+  readonly execution?: number;
 }
 
 const DEFAULT_MAX_STEPS = 100_000;
@@ -58,7 +64,6 @@ const DEFAULT_MAX_STEPS = 100_000;
 function stepOnce(k: Kernel, t: Task, observer: StepObserver | undefined): void {
   if (observer) observer.beforeStep(k, t);
   k.step++;
-  k.jiffies++;
   const r = (t.gen as KGen).next();
   if (r.done) t.done = true;
   if (observer) observer.afterStep(k, t);
@@ -70,13 +75,26 @@ function prime(t: Task, gen: KGen): void {
   if (r.done) t.done = true;
 }
 
+/**
+ * Nothing can run: moves the simulated clock to the earliest deadline of a
+ * blocked thread's timed wait. False when no thread waits with a deadline.
+ * Simplification: time passes only when every thread is blocked, so a timeout
+ * never fires while some thread could still make progress.
+ */
+function advanceClock(k: Kernel, blocked: readonly Task[]): boolean {
+  let next = Number.POSITIVE_INFINITY;
+  for (const t of blocked) if (!t.done && t.pending.deadline < next) next = t.pending.deadline;
+  if (next === Number.POSITIVE_INFINITY) return false;
+  if (next > k.jiffies) k.jiffies = next;
+  return true;
+}
+
 /** Runs one task alone to its end; false when it blocked (the rest is stuck). */
 function runAlone(k: Kernel, t: Task, gen: KGen, observer: StepObserver | undefined, maxSteps: number): boolean {
   prime(t, gen);
   let n = 0;
   while (!t.done) {
-    const s = t.pending;
-    if (s.blocker !== null && !s.blocker.ready(t, s)) return false;
+    if (!runnable(t) && !(advanceClock(k, [t]) && runnable(t))) return false;
     if (++n > maxSteps) return false;
     stepOnce(k, t, observer);
   }
@@ -84,14 +102,23 @@ function runAlone(k: Kernel, t: Task, gen: KGen, observer: StepObserver | undefi
 }
 
 export function runExecution(program: Program, source: ChoiceSource, opts: ExecOptions = {}): ExecResult {
-  const k = new Kernel(opts.config);
+  const k = new Kernel(opts.config, opts.lockGraph);
+  k.execution = opts.execution ?? 0;
   const observer = opts.observer;
   const maxSteps = opts.maxSteps ?? DEFAULT_MAX_STEPS;
   const world = program.instantiate(k);
   const schedule: number[] = [];
   let preemptions = 0;
   let switches = 0;
-  const finish = (status: ExecStatus): ExecResult => ({
+  const finish = (status: ExecStatus): ExecResult => {
+    // Lockdep edges this execution added can be replayed from its token.
+    if (k.newEdges.length > 0) {
+      const token = encodeToken(program.hash, schedule);
+      for (const e of k.newEdges) e.token = token;
+    }
+    return finished(status);
+  };
+  const finished = (status: ExecStatus): ExecResult => ({
     status,
     findings: k.findings,
     schedule,
@@ -127,11 +154,11 @@ export function runExecution(program: Program, source: ChoiceSource, opts: ExecO
       const t = threads[i] as Task;
       if (t.done) continue;
       unfinished++;
-      const s = t.pending;
-      if (s.blocker === null || s.blocker.ready(t, s)) enabled |= 1 << i;
+      if (runnable(t)) enabled |= 1 << i;
     }
     if (enabled === 0) {
       if (unfinished === 0) break;
+      if (advanceClock(k, threads)) continue;
       reportDeadlock(
         k,
         threads.filter((t) => !t.done),

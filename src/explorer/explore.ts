@@ -19,6 +19,7 @@
  * refute the expectation.
  */
 import type { Finding, FindingCode } from '../checkers/finding.ts';
+import { LockGraph } from '../checkers/lockdep.ts';
 import type { KernelConfig } from '../kernel/kernel.ts';
 import { PreemptionBoundedDfs } from './bounded.ts';
 import { SleepSetDfs } from './dfs.ts';
@@ -120,6 +121,8 @@ const hasCode =
     r.findings.some((f) => f.code === code);
 
 interface Searcher {
+  readonly graph: LockGraph;
+  executions: number;
   readonly program: Program;
   readonly opts: ExploreOptions;
   readonly clock: () => number;
@@ -140,7 +143,7 @@ function outOfTime(s: Searcher): boolean {
 function searchFirst(s: Searcher, pred: Pred, budget: number): ExecResult | null {
   const src = new DporSource();
   for (let i = 0; i < budget; i++) {
-    const r = runExecution(s.program, src, execOpts(s.opts));
+    const r = run(s, src);
     s.extra++;
     s.extraSteps += r.steps;
     if (pred(r)) return r;
@@ -157,7 +160,7 @@ function minimise(s: Searcher, found: ExecResult, pred: Pred, budget: number): E
     const src = new PreemptionBoundedDfs(bound);
     let spent = 0;
     for (;;) {
-      const r = runExecution(s.program, src, execOpts(s.opts));
+      const r = run(s, src);
       s.extra++;
       s.extraSteps += r.steps;
       spent++;
@@ -173,11 +176,15 @@ function minimise(s: Searcher, found: ExecResult, pred: Pred, budget: number): E
   return best;
 }
 
-function execOpts(o: ExploreOptions) {
-  return {
+/** Runs one execution: every execution of an exploration shares lockdep's graph, as one kernel run would. */
+function run(s: Searcher, src: ChoiceSource): ExecResult {
+  const o = s.opts;
+  return runExecution(s.program, src, {
     ...(o.config ? { config: o.config } : {}),
     ...(o.maxSteps !== undefined ? { maxSteps: o.maxSteps } : {}),
-  };
+    lockGraph: s.graph,
+    execution: s.executions++,
+  });
 }
 
 export function explore(program: Program, opts: ExploreOptions = {}): ExploreResult {
@@ -185,7 +192,16 @@ export function explore(program: Program, opts: ExploreOptions = {}): ExploreRes
   const maxExecutions = opts.maxExecutions ?? 1_000_000;
   const stopOnFinding = opts.stopOnFinding ?? true;
   const budget = opts.searchBudget ?? 50_000;
-  const s: Searcher = { program, opts, clock: opts.now ?? now, extra: 0, extraSteps: 0, stopped: null };
+  const s: Searcher = {
+    program,
+    opts,
+    clock: opts.now ?? now,
+    graph: new LockGraph(),
+    executions: 0,
+    extra: 0,
+    extraSteps: 0,
+    stopped: null,
+  };
   const stats: ExploreStats = {
     executions: 0,
     steps: 0,
@@ -206,7 +222,7 @@ export function explore(program: Program, opts: ExploreOptions = {}): ExploreRes
       break;
     }
     const src: ChoiceSource = dfs ?? new RandomWalk(opts.seed ?? 1, stats.executions);
-    const r = runExecution(program, src, execOpts(opts));
+    const r = run(s, src);
     stats.executions++;
     stats.steps += r.steps;
     opts.onExecution?.(r);

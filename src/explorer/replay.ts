@@ -9,11 +9,19 @@ export class ReplayMismatchError extends Error {
 }
 
 export class Replay implements ChoiceSource {
-  constructor(private readonly schedule: readonly number[]) {}
+  /**
+   * With `partial`, the schedule may end before the execution does (a token
+   * of an execution the explorer abandoned): the replay stops there.
+   */
+  constructor(
+    private readonly schedule: readonly number[],
+    private readonly partial = false,
+  ) {}
 
   choose(x: ExecState, enabled: number): number {
     const c = this.schedule[x.depth];
     if (c === undefined) {
+      if (this.partial) return -1;
       throw new ReplayMismatchError(
         `the token ends after ${this.schedule.length} steps but the scenario has more to run: it was made for a different version of the scenario`,
       );

@@ -17,6 +17,7 @@
  * Models: drivers/dma-buf/dma-fence.c, include/linux/dma-fence.h
  */
 import { apiMisuse } from '../checkers/api.ts';
+import { lockMapAcquireRead, lockMapRelease, lockMapTouch } from '../checkers/lockdep.ts';
 import { EINVAL, ENOENT } from './errno.ts';
 import type { Kernel } from './kernel.ts';
 import { type Blocker, type KGen, KObject, kfn, type Step, type Task } from './sched.ts';
@@ -73,14 +74,22 @@ export function dma_fence_init(t: Task, name: string, ops: DmaFenceOps, context:
   return new DmaFence(t.k, name, ops, context, seqno);
 }
 
-/** `dma_fence_begin_signalling()`: returns the cookie for the matching end ([L11]). */
+/**
+ * `dma_fence_begin_signalling()`: enters a signalling critical section — for
+ * lockdep, takes the `dma_fence_map` pseudo-lock for read. Returns the
+ * cookie for the matching end: true when already inside one ([L11]).
+ */
 export function dma_fence_begin_signalling(t: Task): boolean {
+  const cookie = t.signalling > 0;
   t.signalling++;
-  return true;
+  if (!cookie) lockMapAcquireRead(t, t.k.lockdepMaps.dma_fence_map);
+  return cookie;
 }
 
+/** `dma_fence_end_signalling()`. */
 export function dma_fence_end_signalling(t: Task, cookie: boolean): void {
-  if (cookie) t.signalling--;
+  t.signalling--;
+  if (!cookie) lockMapRelease(t, t.k.lockdepMaps.dma_fence_map);
 }
 
 function signalLocked(t: Task, f: DmaFence): boolean {
@@ -180,8 +189,14 @@ export const dma_fence_remove_callback = kfn(
   },
 );
 
-/** Records a wait inside a signalling critical section ([L11] (a), [I21]). */
+/**
+ * `__dma_fence_might_wait()`: a wait inside a signalling critical section is
+ * `wait-in-signalling` ([L11] a, [I21]); for lockdep, every wait takes the
+ * `dma_fence_map` pseudo-lock, so waiting under a lock that a signalling path
+ * needs closes a cycle.
+ */
 export function mightWait(t: Task, what: string): void {
+  if (t.signalling === 0) lockMapTouch(t, t.k.lockdepMaps.dma_fence_map);
   if (t.signalling > 0) {
     t.k.report(t, {
       code: 'wait-in-signalling',

@@ -3,8 +3,9 @@
  * graph, physical memory and the findings recorded so far. Every execution of
  * a scenario builds a fresh one, so executions never share state.
  */
-import type { Finding, FindingDetail } from '../checkers/finding.ts';
-import { callStack, LockGraph } from '../checkers/lockdep.ts';
+import type { Finding, FindingDetail, LockDependency } from '../checkers/finding.ts';
+import { callStack, LOCK_CLASS, LockGraph } from '../checkers/lockdep.ts';
+import { Lock } from './locking.ts';
 import { PhysMem } from './page-alloc.ts';
 import { type KObject, SharedObject, Task } from './sched.ts';
 
@@ -15,6 +16,14 @@ export interface KernelConfig {
 }
 
 export const DEFAULT_CONFIG: KernelConfig = { moveNotify: true };
+
+/** Jiffies per second of the simulated clock. */
+export const HZ = 100;
+
+/** `msecs_to_jiffies()`, rounding up like the kernel. */
+export function msecs_to_jiffies(ms: number): number {
+  return Math.ceil((ms * HZ) / 1000);
+}
 
 /** Observer of executed steps (the trace recorder); not used on the hot path. */
 export interface StepObserver {
@@ -28,7 +37,14 @@ export class Kernel {
   readonly tasks: Task[] = [];
   readonly findings: Finding[] = [];
   private readonly findingKeys = new Set<string>();
-  readonly lockGraph = new LockGraph();
+  /** Lockdep's graph: shared by all the executions of one exploration. */
+  readonly lockGraph: LockGraph;
+  /** Dependencies this execution added to the graph (the explorer stamps them with its token). */
+  readonly newEdges: LockDependency[] = [];
+  /** This execution's number in the exploration. */
+  execution = 0;
+  /** Lockdep's pseudo-locks ([L8], [L11]). */
+  readonly lockdepMaps: { readonly dma_fence_map: Lock; readonly fs_reclaim: Lock; readonly mmu_notifier: Lock };
   readonly physmem: PhysMem;
   /** What lockless dma_resv readers depend on: the signalled state of every fence. */
   readonly fenceStates: SharedObject;
@@ -36,10 +52,23 @@ export class Kernel {
   step = 0;
   nextWwStamp = 1;
   nextFenceContext = 1;
-  /** Simulated clock in jiffies; advances one tick per step. */
+  /**
+   * The simulated clock, in jiffies. Time passes only when every unfinished
+   * thread is blocked and one of them waits with a deadline: the explorer
+   * then moves the clock to the earliest deadline (see explorer/execution.ts).
+   */
   jiffies = 0;
 
-  constructor(readonly config: KernelConfig = DEFAULT_CONFIG) {
+  constructor(
+    readonly config: KernelConfig = DEFAULT_CONFIG,
+    lockGraph: LockGraph = new LockGraph(),
+  ) {
+    this.lockGraph = lockGraph;
+    this.lockdepMaps = {
+      dma_fence_map: new Lock(this, 'dma_fence_map', LOCK_CLASS.fence_map, 'lockdep_map'),
+      fs_reclaim: new Lock(this, 'fs_reclaim', LOCK_CLASS.fs_reclaim, 'lockdep_map'),
+      mmu_notifier: new Lock(this, 'mmu_notifier_invalidate_range_start', LOCK_CLASS.mmu_notifier, 'lockdep_map'),
+    };
     this.physmem = new PhysMem(this);
     this.fenceStates = new SharedObject(this, 'dma_fence states', 'dma_fence_states');
   }

@@ -14,7 +14,8 @@ import { checkRecursion, lockAcquired, lockReleased } from '../checkers/lockdep.
 import type { Kernel } from './kernel.ts';
 import { type Blocker, type KGen, KObject, type Step, type Task } from './sched.ts';
 
-export type LockKind = 'mutex' | 'rwsem' | 'rwlock' | 'spinlock' | 'ww_mutex';
+/** `lockdep_map`: a pseudo-lock only lockdep sees (fs_reclaim, dma_fence_map). */
+export type LockKind = 'mutex' | 'rwsem' | 'rwlock' | 'spinlock' | 'ww_mutex' | 'lockdep_map';
 
 /** Lock mode: exclusive (write) or shared (read). */
 export const EXCLUSIVE = 0;

@@ -18,7 +18,7 @@
  * of drivers/pci
  */
 import type { Origin } from '../checkers/finding.ts';
-import { origin } from '../checkers/lockdep.ts';
+import { lockMapTouch, origin } from '../checkers/lockdep.ts';
 import type { Kernel } from './kernel.ts';
 import { type KGen, KObject, type Step, type Task } from './sched.ts';
 
@@ -217,8 +217,37 @@ export function takeFrames(t: Task, pool: PagePool, n: number, owner: (i: number
   return out;
 }
 
+/** Allocation flags that matter to the model: whether the allocation may block and recurse into reclaim. */
+export type Gfp = 'GFP_KERNEL' | 'GFP_NOFS' | 'GFP_NOIO' | 'GFP_NOWAIT' | 'GFP_ATOMIC';
+
+/**
+ * `might_alloc()`: an allocation that may block may enter reclaim — for
+ * lockdep it takes the `fs_reclaim` pseudo-lock ([L8] c); inside a fence
+ * signalling critical section only GFP_ATOMIC / GFP_NOWAIT are allowed
+ * ([L11] c, [I22]).
+ */
+export function might_alloc(t: Task, gfp: Gfp): void {
+  if (gfp === 'GFP_ATOMIC' || gfp === 'GFP_NOWAIT') return;
+  if (t.signalling > 0) {
+    t.k.report(t, {
+      code: 'wait-in-signalling',
+      what: `${gfp} allocation`,
+      rules: ['L11', 'I22'],
+      message: `${gfp} allocation inside a dma_fence signalling critical section (only GFP_ATOMIC/GFP_NOWAIT may be used there)`,
+    });
+  }
+  lockMapTouch(t, t.k.lockdepMaps.fs_reclaim);
+}
+
 /** `alloc_pages()`: `n` frames from `pool`, most recently freed first. */
-export function* alloc_pages(t: Task, pool: PagePool, n: number, owner: (i: number) => string): KGen<Frame[]> {
+export function* alloc_pages(
+  t: Task,
+  pool: PagePool,
+  n: number,
+  owner: (i: number) => string,
+  gfp: Gfp = 'GFP_KERNEL',
+): KGen<Frame[]> {
+  might_alloc(t, gfp);
   yield t.at('alloc_pages', 'alloc', pool);
   return takeFrames(t, pool, n, owner);
 }

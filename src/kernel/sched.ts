@@ -39,6 +39,12 @@ export interface Blocker {
   ready(t: Task, step: Step): boolean;
 }
 
+/** Whether the pending step of `t` can run now: its blocker is ready, or its timeout has fired. */
+export function runnable(t: Task): boolean {
+  const s = t.pending;
+  return s.blocker === null || s.blocker.ready(t, s) || t.k.jiffies >= s.deadline;
+}
+
 /** Upper bound on declared accesses per step; more make the step global. */
 export const MAX_ACCESSES = 16;
 
@@ -64,6 +70,11 @@ export class Step {
   global = false;
   /** Depth of the task's call stack when the step was declared. */
   depth = 0;
+  /**
+   * For a timed wait: the jiffy at which the step becomes runnable even if
+   * its blocker is not ready (the timeout fired). Infinity: no timeout.
+   */
+  deadline = Number.POSITIVE_INFINITY;
   /**
    * For a step whose accesses depend on shared state it declares (a fence
    * signal runs whatever callbacks are queued when it runs): recomputes the
@@ -154,6 +165,7 @@ export class Task {
     s.nacc = 0;
     s.global = false;
     s.refresh = null;
+    s.deadline = Number.POSITIVE_INFINITY;
     s.depth = this.stack.length;
     return s.touch(obj, mode === 1 && (kind === 'lock' || kind === 'unlock') ? 'read' : kind);
   }

@@ -21,6 +21,7 @@ export function resultJson(r: CheckResult) {
       step: f.step,
       fn: f.fn,
       rules: f.rules,
+      ...(f.code === 'lock-order' && f.requires.length ? { requires: f.requires } : {}),
     })),
     stats: {
       executions: r.stats.executions,

@@ -48,7 +48,8 @@ function chainLines(chain: readonly LockDependency[]): string[] {
     .forEach((d, i) => {
       out.push(`-> #${chain.length - 1 - i} (${d.to}):`);
       if (d.seen) {
-        out.push(`       taken while holding ${d.from} by thread ${d.seen.thread} at step ${d.seen.step}:`);
+        const where = d.token && d !== chain[chain.length - 1] ? ` (in the execution ${d.token})` : '';
+        out.push(`       taken while holding ${d.from} by thread ${d.seen.thread} at step ${d.seen.step}${where}:`);
         out.push(...backtrace(d.seen.stack, '       '));
       } else {
         out.push(`       ${d.from} → ${d.to}: primed at boot (dma_resv_lockdep, [L8])`);
@@ -204,20 +205,30 @@ export interface ReportContext {
   readonly command?: string;
 }
 
-export function replayCommand(file: string, token: string, command = 'dmabuf-check'): string {
-  return `${command} replay ${file} --token ${token}`;
+/** The command that replays `token` (after the `before` tokens, on one lockdep graph). */
+export function replayCommand(
+  file: string,
+  token: string,
+  command = 'dmabuf-check',
+  before: readonly string[] = [],
+): string {
+  return `${command} replay ${file}${[...before, token].map((t) => ` --token ${t}`).join('')}`;
 }
 
 /** One finding, framed like a kernel splat, with its replay line. */
 export function renderFinding(f: ReportedFinding, ctx: ReportContext, c: Colors = NO_COLORS): string {
   const body = findingBody(f);
+  const requires = f.code === 'lock-order' ? f.requires : [];
   return [
     RULE,
     c.bold(body[0] ?? ''),
     ...body.slice(1),
     `Rules: ${f.rules.map((r) => `[${r}]`).join(' ')}`,
     `replay: ${f.token}`,
-    `  ${replayCommand(ctx.file, f.token, ctx.command)}`,
+    ...(requires.length
+      ? [`  (the cycle uses dependencies of ${requires.length} other execution(s), replayed first)`]
+      : []),
+    `  ${replayCommand(ctx.file, f.token, ctx.command, requires)}`,
     RULE,
   ].join('\n');
 }

@@ -43,6 +43,8 @@ export interface Trace {
   readonly version: typeof TRACE_VERSION;
   readonly scenario: { readonly name: string; readonly file: string; readonly hash: string };
   readonly token: string;
+  /** Tokens replayed before this one on the same lockdep graph (absent when none). */
+  readonly after?: readonly string[];
   /** Every task: setup, the scenario's threads, teardown. */
   readonly threads: readonly string[];
   readonly status: string;
