@@ -48,6 +48,9 @@ export class Kernel {
   readonly physmem: PhysMem;
   /** What lockless dma_resv readers depend on: the signalled state of every fence. */
   readonly fenceStates: SharedObject;
+  /** The simulated clock as an object (what a plain sleep waits on). */
+  readonly clock: SharedObject;
+  readonly hz = HZ;
   /** Number of the step being executed (1-based); 0 before the first. */
   step = 0;
   nextWwStamp = 1;
@@ -71,6 +74,7 @@ export class Kernel {
     };
     this.physmem = new PhysMem(this);
     this.fenceStates = new SharedObject(this, 'dma_fence states', 'dma_fence_states');
+    this.clock = new SharedObject(this, 'jiffies', 'clock');
   }
 
   register(o: KObject): number {
