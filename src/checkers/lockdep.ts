@@ -183,21 +183,25 @@ export function lockAcquired(t: Task, lock: Lock, mode: number, ctx: WwAcquireCt
     if (back) {
       const requires = new Set<string>();
       for (const d of back) if (d.seen && d.execution !== k.execution && d.token) requires.add(d.token);
-      k.report(t, {
-        code: 'lock-order',
-        kind: 'circular',
-        lock: { name: lock.name, class: lock.cls },
-        chain: [...back, dep],
-        requires: [...requires],
-        held: heldInfo(t),
-        rules: ['I16', 'L8'],
-        message: `possible circular locking dependency detected: ${lock.cls} taken while holding ${other.cls}`,
-      });
+      k.report(
+        t,
+        {
+          code: 'lock-order',
+          kind: 'circular',
+          lock: { name: lock.name, class: lock.cls },
+          chain: [...back, dep],
+          requires: [...requires],
+          held: heldInfo(t),
+          rules: ['I16', 'L8'],
+          message: `possible circular locking dependency detected: ${lock.cls} taken while holding ${other.cls}`,
+        },
+        t.pending.fn,
+      );
     }
     k.lockGraph.add(dep);
     k.newEdges.push(dep);
   }
-  t.held.push({ lock, mode, step: k.step, stack: t.stack.slice() });
+  t.held.push({ lock, mode, step: k.step, stack: callStack(t) });
 }
 
 /** After `t` released `lock`; `wasHeld` false means lockdep's "bad unlock balance". */

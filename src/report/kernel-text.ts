@@ -40,7 +40,7 @@ function heldLines(held: readonly HeldLockInfo[], thread: string): string[] {
   ];
 }
 
-function chainLines(chain: readonly LockDependency[]): string[] {
+function chainLines(chain: readonly LockDependency[], other: readonly string[]): string[] {
   const out: string[] = ['the existing dependency chain (in reverse order) is:', ''];
   chain
     .slice()
@@ -48,7 +48,7 @@ function chainLines(chain: readonly LockDependency[]): string[] {
     .forEach((d, i) => {
       out.push(`-> #${chain.length - 1 - i} (${d.to}):`);
       if (d.seen) {
-        const where = d.token && d !== chain[chain.length - 1] ? ` (in the execution ${d.token})` : '';
+        const where = d.token && other.includes(d.token) ? ` (in another execution: ${d.token})` : '';
         out.push(`       taken while holding ${d.from} by thread ${d.seen.thread} at step ${d.seen.step}${where}:`);
         out.push(...backtrace(d.seen.stack, '       '));
       } else {
@@ -57,6 +57,30 @@ function chainLines(chain: readonly LockDependency[]): string[] {
       out.push('');
     });
   return out;
+}
+
+/** lockdep's "Possible unsafe locking scenario" for a cycle of two classes. */
+function scenarioLines(chain: readonly LockDependency[]): string[] {
+  const last = chain[chain.length - 1];
+  if (chain.length !== 2 || !last) return [];
+  const held = last.from;
+  const wanted = last.to;
+  const col = (s: string) => s.padEnd(31);
+  return [
+    'other info that might help us debug this:',
+    '',
+    ' Possible unsafe locking scenario:',
+    '',
+    `       ${col('CPU0')}CPU1`,
+    `       ${col('----')}----`,
+    `  lock(${held});`,
+    `  ${col('')}     lock(${wanted});`,
+    `  ${col('')}     lock(${held});`,
+    `  lock(${wanted});`,
+    '',
+    ' *** DEADLOCK ***',
+    '',
+  ];
 }
 
 /** The kernel-style body of one finding (no surrounding rules). */
@@ -142,7 +166,8 @@ export function findingBody(f: Finding): string[] {
         '',
         'which lock already depends on the new lock.',
         '',
-        ...chainLines(f.chain),
+        ...chainLines(f.chain, f.requires),
+        ...scenarioLines(f.chain),
         ...backtrace(f.stack),
       ];
     case 'deadlock':
