@@ -164,16 +164,20 @@ export function lockAcquired(t: Task, lock: Lock, mode: number, ctx: WwAcquireCt
     if (other.cls === lock.cls) {
       const sameCtx = ctx !== null && lock.kind === 'ww_mutex' && (other as WwMutex).ctx === ctx;
       if (!sameCtx) {
-        k.report(t, {
-          code: 'lock-order',
-          kind: 'nesting',
-          lock: { name: lock.name, class: lock.cls },
-          chain: [],
-          requires: [],
-          held: heldInfo(t),
-          rules: lock.kind === 'ww_mutex' ? ['L6', 'I16'] : ['I16'],
-          message: `possible recursive locking detected: ${lock.name} taken while holding ${other.name} of the same class${lock.kind === 'ww_mutex' ? ' without a shared ww_acquire_ctx' : ''}`,
-        });
+        k.report(
+          t,
+          {
+            code: 'lock-order',
+            kind: 'nesting',
+            lock: { name: lock.name, class: lock.cls },
+            chain: [],
+            requires: [],
+            held: heldInfo(t),
+            rules: lock.kind === 'ww_mutex' ? ['L6', 'I16'] : ['I16'],
+            message: `possible recursive locking detected: ${lock.name} taken while holding ${other.name} of the same class${lock.kind === 'ww_mutex' ? ' without a shared ww_acquire_ctx' : ''}`,
+          },
+          t.pending.fn,
+        );
       }
       continue;
     }

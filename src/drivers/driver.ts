@@ -13,6 +13,8 @@ import type { KGen, Task } from '../kernel/sched.ts';
 /** A driver option: its type, default and documentation. */
 export type OptionSpec =
   | { readonly type: 'boolean'; readonly default: boolean; readonly doc: string }
+  /** The name of a buffer of the scenario ('' when not given). */
+  | { readonly type: 'buffer'; readonly default: string; readonly doc: string }
   | { readonly type: 'enum'; readonly values: readonly string[]; readonly default: string; readonly doc: string }
   | {
       readonly type: 'int';
@@ -74,6 +76,8 @@ export interface ImporterEnv {
   readonly buffer: DmaBuf;
   readonly pages: number;
   readonly options: OptionValues;
+  /** Every buffer of the scenario, by name (for options of type `buffer`). */
+  readonly buffers: ReadonlyMap<string, DmaBuf>;
 }
 
 /** One importer for one execution. */

@@ -2,17 +2,20 @@
 import type { ExporterDef, ImporterDef } from './driver.ts';
 import { systemHeap } from './exporters/system-heap.ts';
 import { ttm } from './exporters/ttm.ts';
+import { udmabuf } from './exporters/udmabuf.ts';
 import { vfioPci } from './exporters/vfio-pci.ts';
+import { cpuAccess } from './importers/cpu-access.ts';
 import { cpuMmap } from './importers/cpu-mmap.ts';
 import { dmaDynamic } from './importers/dma-dynamic.ts';
 import { dmaStatic } from './importers/dma-static.ts';
+import { drmExec } from './importers/drm-exec.ts';
 import { kvm } from './importers/kvm.ts';
 import { rogueMmap } from './importers/rogue-mmap.ts';
 
 export const BUILTIN_EXPORTERS: ReadonlyMap<string, ExporterDef> = new Map(
-  [systemHeap, ttm, vfioPci].map((d) => [d.name, d]),
+  [systemHeap, ttm, vfioPci, udmabuf].map((d) => [d.name, d]),
 );
 
 export const BUILTIN_IMPORTERS: ReadonlyMap<string, ImporterDef> = new Map(
-  [dmaStatic, dmaDynamic, kvm, cpuMmap, rogueMmap].map((d) => [d.name, d]),
+  [dmaStatic, dmaDynamic, kvm, cpuMmap, rogueMmap, cpuAccess, drmExec].map((d) => [d.name, d]),
 );

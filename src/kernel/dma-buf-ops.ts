@@ -31,6 +31,22 @@ export class SgTable {
   ) {}
 }
 
+/**
+ * `struct iosys_map` as dma_buf_vmap returns it: a kernel virtual mapping of
+ * the whole buffer, one kernel PTE (vmalloc space) per page ([C6]). The map
+ * is identified by the object: dma_buf_vunmap must be given the one
+ * dma_buf_vmap returned (the core caches it and hands it to every vmapper).
+ * A CPU access through it is checked by KASAN like any other translation.
+ */
+export class IosysMap {
+  constructor(
+    /** The buffer mapped (for reports). */
+    readonly dmabuf: string,
+    /** The kernel PTE of each page, in page order. */
+    readonly vaddr: readonly Translation[],
+  ) {}
+}
+
 /** What `get_pfn` returns: the PFN (with the generation it is valid for) and `max_order` ([P1]). */
 export interface PfnResult {
   readonly pfn: PfnRef;
@@ -41,9 +57,10 @@ export interface PfnResult {
  * `struct dma_buf_ops` — the exporter's contract.
  *
  * Ops called with `dmabuf->resv` **unlocked** (the exporter may take it):
- * `attach`, `detach`, `release`, `mmap`. Ops called with `dmabuf->resv`
- * **locked** (the exporter must not take it): `pin`, `unpin`, `map_dma_buf`,
- * `unmap_dma_buf`, `get_pfn` ([L3]).
+ * `attach`, `detach`, `release`, `begin_cpu_access`, `end_cpu_access`,
+ * `mmap`. Ops called with `dmabuf->resv` **locked** (the exporter must not
+ * take it): `pin`, `unpin`, `map_dma_buf`, `unmap_dma_buf`, `vmap`, `vunmap`,
+ * `get_pfn` ([L3]).
  */
 export interface DmaBufOps {
   /**
@@ -84,6 +101,33 @@ export interface DmaBufOps {
    * Locking: called without dmabuf->resv held ([LT2]).
    */
   release(t: Task, dmabuf: DmaBuf): KGen;
+  /**
+   * @begin_cpu_access: [optional] Prepare the buffer for CPU access in
+   * direction `dir` (cache maintenance, or moving it somewhere the CPU can
+   * reach); the core then waits for the implicit-sync fences ([C7]). A
+   * non-zero return skips that wait and is returned to the caller.
+   * Locking: called without dmabuf->resv held; the exporter may take it.
+   */
+  begin_cpu_access?(t: Task, dmabuf: DmaBuf, dir: DmaDataDirection): KGen<number>;
+  /**
+   * @end_cpu_access: [optional] CPU access in direction `dir` is over (flush
+   * caches for the device) ([C7]).
+   * Locking: called without dmabuf->resv held; the exporter may take it.
+   */
+  end_cpu_access?(t: Task, dmabuf: DmaBuf, dir: DmaDataDirection): KGen<number>;
+  /**
+   * @vmap: [optional] Map the whole buffer into the kernel's address space;
+   * the mapping must stay valid until vunmap (an exporter that can move the
+   * buffer pins it, [C6]). Called only when the core has no cached mapping.
+   * Locking: called with dmabuf->resv held.
+   */
+  vmap?(t: Task, dmabuf: DmaBuf): KGen<Result<IosysMap>>;
+  /**
+   * @vunmap: [optional, with vmap] Undo the vmap (the core's vmapping_counter
+   * dropped to 0).
+   * Locking: called with dmabuf->resv held.
+   */
+  vunmap?(t: Task, dmabuf: DmaBuf, map: IosysMap): KGen;
   /**
    * @mmap: [optional] Set up a user mapping in `vma` (eagerly, or with a
    * faulting `vm_ops` for movable or revocable memory, [C2]).

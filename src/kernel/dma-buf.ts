@@ -1,15 +1,18 @@
 /**
  * The dma-buf core: export, references and release, attach and detach,
  * pin, map and unmap (locked and `_unlocked`), invalidation, mmap
- * forwarding, and the RFC's get_pfn kAPI.
+ * forwarding, vmap/vunmap (locked and `_unlocked`), begin/end_cpu_access,
+ * and the RFC's get_pfn kAPI.
  *
  * Locking convention ([L1]–[L5]):
  * - the caller must hold dmabuf->resv for dma_buf_pin, dma_buf_unpin,
- *   dma_buf_map_attachment, dma_buf_unmap_attachment, dma_buf_get_pfn and
- *   dma_buf_invalidate_mappings (the exporter);
+ *   dma_buf_map_attachment, dma_buf_unmap_attachment, dma_buf_vmap,
+ *   dma_buf_vunmap, dma_buf_get_pfn and dma_buf_invalidate_mappings (the
+ *   exporter);
  * - the caller must not hold it for dma_buf_attach, dma_buf_dynamic_attach,
- *   dma_buf_detach, dma_buf_put, dma_buf_mmap, dma_buf_get_pfn_unlocked and the
- *   `_unlocked` wrappers.
+ *   dma_buf_detach, dma_buf_put, dma_buf_mmap, dma_buf_begin_cpu_access,
+ *   dma_buf_end_cpu_access, dma_buf_get_pfn_unlocked and the `_unlocked`
+ *   wrappers.
  * Each entry point checks its rule and records `lock-not-held` / `lock-held`
  * ([I14]); misuse the kernel WARNs about is `api-misuse`; use after release is
  * `refcount`.
@@ -22,12 +25,13 @@
  */
 import { apiMisuse, assertNotHeld } from '../checkers/api.ts';
 import type { Origin } from '../checkers/finding.ts';
-import { origin } from '../checkers/lockdep.ts';
+import { lockMapTouch, origin } from '../checkers/lockdep.ts';
 import type {
   DmaBufAttachOps,
   DmaBufExportInfo,
   DmaBufOps,
   DmaDataDirection,
+  IosysMap,
   PfnResult,
   SgTable,
 } from './dma-buf-ops.ts';
@@ -38,9 +42,10 @@ import {
   dma_resv_init,
   dma_resv_lock,
   dma_resv_unlock,
+  dma_resv_usage_rw,
   dma_resv_wait_timeout,
 } from './dma-resv.ts';
-import { EBUSY, EINVAL, ENOENT, isErr, type Result } from './errno.ts';
+import { EBUSY, EINVAL, ENOENT, errname, isErr, type Result } from './errno.ts';
 import type { Kernel } from './kernel.ts';
 import { AddressSpace, type Vma } from './memory.ts';
 import { type KGen, KObject, kfn, type Task } from './sched.ts';
@@ -57,7 +62,10 @@ export class DmaBuf extends KObject {
   readonly attachments: DmaBufAttachment[] = [];
   /** The file's reference count ([LT1]). */
   refcount = 1;
+  /** vmaps handed out and not yet vunmapped; protected by resv ([C6]). */
   vmapping_counter = 0;
+  /** The cached kernel mapping while vmapping_counter > 0; protected by resv ([C6]). */
+  vmap_ptr: IosysMap | null = null;
   released: Origin | null = null;
   /** The per-buffer inode's address_space (`file->f_mapping`, [C3]). */
   readonly f_mapping: AddressSpace;
@@ -78,6 +86,7 @@ export class DmaBuf extends KObject {
       refcount: this.refcount,
       released: this.released !== null,
       attachments: this.attachments.map((a) => a.name),
+      vmapping_counter: this.vmapping_counter,
     };
   }
 }
@@ -568,3 +577,123 @@ export const dma_buf_get_pfn = kfn('dma_buf_get_pfn', function* (t: Task, a: Dma
   dma_resv_assert_held(t, a.dmabuf.resv, 'dma_buf_get_pfn', ['P4', 'L3', 'I14']);
   return yield* getPfn(t, a, pgoff, 'dma_buf_get_pfn');
 });
+
+/**
+ * `dma_buf_vmap()`: a kernel mapping of the whole buffer ([C6]). The first
+ * vmap calls the exporter's `vmap` and caches the pointer; later ones only
+ * count and return the cached pointer. -EINVAL without an exporter `vmap`; a
+ * failing exporter `vmap` is WARNed about (WARN_ON_ONCE) and returned.
+ * Locking: dmabuf->resv must be held ([L1]); the exporter's vmap is called
+ * with it held ([L3]).
+ */
+export const dma_buf_vmap = kfn('dma_buf_vmap', function* (t: Task, buf: DmaBuf): KGen<Result<IosysMap>> {
+  dma_resv_assert_held(t, buf.resv, 'dma_buf_vmap', ['L1', 'C6', 'I14']);
+  if (!dma_buf_check_alive(t, buf, 'dma_buf_vmap')) return -EINVAL;
+  if (!buf.ops.vmap) return -EINVAL;
+  if (buf.vmapping_counter > 0 && buf.vmap_ptr) {
+    buf.vmapping_counter++;
+    return buf.vmap_ptr;
+  }
+  const map = yield* buf.ops.vmap(t, buf);
+  if (isErr(map)) {
+    apiMisuse(t, 'dma_buf_vmap', `exporter ${buf.exp_name}'s vmap failed (${errname(map)})`, ['C6']);
+    return map;
+  }
+  buf.vmap_ptr = map;
+  buf.vmapping_counter = 1;
+  return map;
+});
+
+/**
+ * `dma_buf_vunmap()`: drops one vmap; the last one calls the exporter's
+ * `vunmap` and clears the cached pointer ([C6]). The kernel BUGs when
+ * nothing is mapped, when the counter is 0 or when `map` is not the cached
+ * pointer: reported as `api-misuse`, and the call does nothing.
+ * Locking: dmabuf->resv must be held ([L1]).
+ */
+export const dma_buf_vunmap = kfn('dma_buf_vunmap', function* (t: Task, buf: DmaBuf, map: IosysMap | null): KGen {
+  dma_resv_assert_held(t, buf.resv, 'dma_buf_vunmap', ['L1', 'C6', 'I14']);
+  const bad =
+    map === null
+      ? 'vunmap of a NULL iosys_map'
+      : buf.vmap_ptr === null
+        ? `${buf.name} is not vmapped (BUG_ON(iosys_map_is_null(&dmabuf->vmap_ptr)))`
+        : buf.vmapping_counter === 0
+          ? `${buf.name}'s vmapping_counter is 0 (BUG_ON(dmabuf->vmapping_counter == 0))`
+          : buf.vmap_ptr !== map
+            ? `the map is not the one dma_buf_vmap returned for ${buf.name} (BUG_ON(!iosys_map_is_equal()))`
+            : null;
+  if (bad || !map) {
+    apiMisuse(t, 'dma_buf_vunmap', bad ?? 'vunmap of a NULL iosys_map', ['C6', 'LT2']);
+    return;
+  }
+  if (--buf.vmapping_counter === 0) {
+    if (buf.ops.vunmap) yield* buf.ops.vunmap(t, buf, map);
+    buf.vmap_ptr = null;
+  }
+});
+
+/** `dma_buf_vmap_unlocked()`: takes resv around {@link dma_buf_vmap} ([L2]). */
+export const dma_buf_vmap_unlocked = kfn('dma_buf_vmap_unlocked', function* (t: Task, buf: DmaBuf): KGen<
+  Result<IosysMap>
+> {
+  assertNotHeld(t, buf.resv.lock, 'dma_buf_vmap_unlocked', ['L2', 'I14']);
+  yield* dma_resv_lock(t, buf.resv, null);
+  const r = yield* dma_buf_vmap(t, buf);
+  yield* dma_resv_unlock(t, buf.resv);
+  return r;
+});
+
+/** `dma_buf_vunmap_unlocked()`: takes resv around {@link dma_buf_vunmap} ([L2]). */
+export const dma_buf_vunmap_unlocked = kfn(
+  'dma_buf_vunmap_unlocked',
+  function* (t: Task, buf: DmaBuf, map: IosysMap | null): KGen {
+    assertNotHeld(t, buf.resv.lock, 'dma_buf_vunmap_unlocked', ['L2', 'I14']);
+    yield* dma_resv_lock(t, buf.resv, null);
+    yield* dma_buf_vunmap(t, buf, map);
+    yield* dma_resv_unlock(t, buf.resv);
+  },
+);
+
+/**
+ * `might_lock(&dmabuf->resv->lock.base)` of begin/end_cpu_access: the call
+ * must be made without resv held (`lock-held`), and lockdep records that the
+ * caller's locks are taken before resv ([L2], [C7]).
+ */
+function mightLockResv(t: Task, buf: DmaBuf, call: string): void {
+  if (assertNotHeld(t, buf.resv.lock, call, ['L2', 'C7', 'I14'])) lockMapTouch(t, buf.resv.lock);
+}
+
+/**
+ * `dma_buf_begin_cpu_access()`: the exporter's `begin_cpu_access` (which may
+ * take resv), then, if it returned 0, an interruptible wait without limit
+ * for the implicit-sync fences: `dma_resv_usage_rw(write)` with write = dir
+ * is DMA_BIDIRECTIONAL or DMA_TO_DEVICE — a CPU write waits for readers and
+ * writers, a CPU read for writers only ([C7], [R1]). Returns 0 or the error.
+ * Locking: must be called without dmabuf->resv held ([L2]).
+ */
+export const dma_buf_begin_cpu_access = kfn(
+  'dma_buf_begin_cpu_access',
+  function* (t: Task, buf: DmaBuf, dir: DmaDataDirection): KGen<number> {
+    mightLockResv(t, buf, 'dma_buf_begin_cpu_access');
+    let ret = buf.ops.begin_cpu_access ? yield* buf.ops.begin_cpu_access(t, buf, dir) : 0;
+    if (ret === 0) {
+      const write = dir === 'DMA_BIDIRECTIONAL' || dir === 'DMA_TO_DEVICE';
+      // A negative wait result (-ERESTARTSYS) is returned; a positive one means done.
+      ret = Math.min(yield* dma_resv_wait_timeout(t, buf.resv, dma_resv_usage_rw(write), true), 0);
+    }
+    return ret;
+  },
+);
+
+/**
+ * `dma_buf_end_cpu_access()`: only the exporter's `end_cpu_access` ([C7]).
+ * Locking: must be called without dmabuf->resv held ([L2]).
+ */
+export const dma_buf_end_cpu_access = kfn(
+  'dma_buf_end_cpu_access',
+  function* (t: Task, buf: DmaBuf, dir: DmaDataDirection): KGen<number> {
+    mightLockResv(t, buf, 'dma_buf_end_cpu_access');
+    return buf.ops.end_cpu_access ? yield* buf.ops.end_cpu_access(t, buf, dir) : 0;
+  },
+);

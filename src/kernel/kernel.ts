@@ -48,6 +48,8 @@ export class Kernel {
   readonly physmem: PhysMem;
   /** What lockless dma_resv readers depend on: the signalled state of every fence. */
   readonly fenceStates: SharedObject;
+  /** `reservation_ww_class`'s stamp counter, as an object (ww_acquire_init writes it). */
+  readonly wwClass: SharedObject;
   /** The simulated clock as an object (what a plain sleep waits on). */
   readonly clock: SharedObject;
   readonly hz = HZ;
@@ -75,6 +77,7 @@ export class Kernel {
     this.physmem = new PhysMem(this);
     this.fenceStates = new SharedObject(this, 'dma_fence states', 'dma_fence_states');
     this.clock = new SharedObject(this, 'jiffies', 'clock');
+    this.wwClass = new SharedObject(this, 'reservation_ww_class', 'ww_class');
   }
 
   register(o: KObject): number {

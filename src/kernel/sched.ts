@@ -142,6 +142,12 @@ export class Task {
   readonly deferred: ((t: Task) => KGen)[] = [];
   /** The scenario op being run, for traces ("kvm.access {page: 0}"). */
   op = '';
+  /**
+   * `signal_pending(current)`: a signal is queued for this thread. Interruptible
+   * waits return `-ERESTARTSYS` while it is set ([F7]). Set by the test or
+   * scenario that sends the signal; delivering a signal is not itself a step.
+   */
+  sigpending = false;
 
   constructor(
     readonly k: Kernel,

@@ -35,8 +35,13 @@ export class WwAcquireCtx {
   ) {}
 }
 
-/** `ww_acquire_init()`: a fresh context with the next stamp of the class. */
-export function ww_acquire_init(t: Task): WwAcquireCtx {
+/**
+ * `ww_acquire_init()`: a fresh context with the next stamp of the class — an
+ * atomic increment of the class's counter, so a step: which of two contexts
+ * is older depends on the order they were initialised in.
+ */
+export function* ww_acquire_init(t: Task): KGen<WwAcquireCtx> {
+  yield t.at('ww_acquire_init', 'write', t.k.wwClass);
   return new WwAcquireCtx(t, t.k.nextWwStamp++);
 }
 

@@ -75,7 +75,14 @@ class ScenarioWorld implements World {
     for (const i of this.spec.importers) {
       const buf = this.bufs.get(i.buffer)?.exported?.buf;
       if (!buf) throw new Error(`importer ${i.name}: no buffer ${i.buffer}`);
-      const inst = i.driver.create({ k: this.k, name: i.name, buffer: buf, pages: buf.pages, options: i.options });
+      const inst = i.driver.create({
+        k: this.k,
+        name: i.name,
+        buffer: buf,
+        pages: buf.pages,
+        options: i.options,
+        buffers: this.bufferMap(),
+      });
       this.imps.set(i.name, inst);
       if (i.manual) continue;
       t.op = `attach ${i.name} (${i.driver.name})`;
@@ -91,6 +98,12 @@ class ScenarioWorld implements World {
         return;
       }
     }
+  }
+
+  private bufferMap(): Map<string, import('../kernel/dma-buf.ts').DmaBuf> {
+    const m = new Map<string, import('../kernel/dma-buf.ts').DmaBuf>();
+    for (const [name, st] of this.bufs) if (st.exported) m.set(name, st.exported.buf);
+    return m;
   }
 
   *thread(i: number, t: Task): KGen {

@@ -153,6 +153,7 @@ function optionValue(c: Ctx, node: unknown, what: string, spec: OptionSpec): boo
     return null;
   }
   if (spec.type === 'int') return intValue(c, node, what, spec.min, spec.max);
+  if (spec.type === 'buffer') return scalarString(c, node, what);
   if (isScalar(node) && typeof node.value === 'string' && spec.values.includes(node.value)) return node.value;
   const found = isScalar(node) ? String(node.value) : '';
   c.err(node as Node, `${what}: found ${describe(node)}; ${expectedOneOf(found, spec.values)}`);
@@ -503,7 +504,13 @@ function importerSpec(
   }
   if (!driver) return null;
   const optNode = f.get('options')?.value;
-  const options = optionsOf(c, optNode, `${what}.options`, driver.options, ATTACH_OPTION);
+  // An option of type `buffer` takes the name of one of the scenario's buffers.
+  const names = buffers.map((b) => b.name);
+  const specs: Record<string, OptionSpec> = {};
+  for (const [k, s] of Object.entries(driver.options)) {
+    specs[k] = s.type === 'buffer' ? { type: 'enum', values: names, default: s.default, doc: s.doc } : s;
+  }
+  const options = optionsOf(c, optNode, `${what}.options`, specs, ATTACH_OPTION);
   const bad = driver.checkOptions?.(options);
   if (bad) {
     const optPair = isMap(optNode)

@@ -262,7 +262,7 @@ class ProbeImporter implements ImporterInstance {
 
   /** Two reservation objects, with NULL contexts ([L6]) or one shared ww_acquire_ctx ([L7]). */
   private *twoResv(t: Task, withCtx: boolean): KGen {
-    const ctx = withCtx ? ww_acquire_init(t) : null;
+    const ctx = withCtx ? yield* ww_acquire_init(t) : null;
     yield* dma_resv_lock(t, this.resv, ctx);
     yield* dma_resv_lock(t, this.other, ctx);
     yield* dma_resv_unlock(t, this.other);

@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { EALREADY, EDEADLK } from '../../src/kernel/errno.ts';
 import { Kernel } from '../../src/kernel/kernel.ts';
 import {
+  type WwAcquireCtx,
   WwMutex,
   ww_acquire_init,
   ww_mutex_lock,
@@ -17,7 +18,7 @@ describe('ww_mutex', () => {
   it('relocking with the same context gives -EALREADY ([L7])', () => {
     const { result } = solo(function* (t, k) {
       const a = new WwMutex(k, 'a', CLS);
-      const ctx = ww_acquire_init(t);
+      const ctx = yield* ww_acquire_init(t);
       return [yield* ww_mutex_lock(t, a, ctx), yield* ww_mutex_lock(t, a, ctx)];
     });
     expect(result).toEqual([0, -EALREADY]);
@@ -29,8 +30,20 @@ describe('ww_mutex', () => {
     const b = new WwMutex(k, 'b', CLS);
     const old = k.newTask('old');
     const young = k.newTask('young');
-    const oldCtx = ww_acquire_init(old);
-    const youngCtx = ww_acquire_init(young);
+    let oldCtx = null as unknown as WwAcquireCtx;
+    let youngCtx = oldCtx;
+    runUntilBlocked(
+      old,
+      (function* () {
+        oldCtx = yield* ww_acquire_init(old);
+      })(),
+    );
+    runUntilBlocked(
+      young,
+      (function* () {
+        youngCtx = yield* ww_acquire_init(young);
+      })(),
+    );
     expect(runUntilBlocked(old, ww_mutex_lock(old, a, oldCtx))).toBe(true);
     expect(runUntilBlocked(young, ww_mutex_lock(young, b, youngCtx))).toBe(true);
     // The older context waits for b...
@@ -53,7 +66,7 @@ describe('ww_mutex', () => {
     const { k } = solo(function* (t, k) {
       const a = new WwMutex(k, 'a', CLS);
       const b = new WwMutex(k, 'b', CLS);
-      const ctx = ww_acquire_init(t);
+      const ctx = yield* ww_acquire_init(t);
       yield* ww_mutex_lock(t, a, ctx);
       ctx.contended = b;
       yield* ww_mutex_lock_slow(t, b, ctx);
@@ -77,7 +90,7 @@ describe('ww_mutex', () => {
     const { k } = solo(function* (t, k) {
       const a = new WwMutex(k, 'a', CLS);
       const b = new WwMutex(k, 'b', CLS);
-      const ctx = ww_acquire_init(t);
+      const ctx = yield* ww_acquire_init(t);
       yield* ww_mutex_lock(t, a, ctx);
       yield* ww_mutex_lock(t, b, ctx);
     });

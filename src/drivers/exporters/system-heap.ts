@@ -3,16 +3,25 @@
  * every mapping stays valid until release ([LT6] holds trivially). A static
  * exporter (no pin/unpin); mmap maps every page eagerly.
  *
+ * vmap/vunmap (`system_heap_vmap`, called with resv held) map the pages into
+ * the kernel under the heap buffer's own mutex (`buffer->lock`); the pages
+ * never move, so nothing needs pinning ([C6]). begin/end_cpu_access
+ * (`system_heap_dma_buf_begin/end_cpu_access`, called without resv) do cache
+ * maintenance for the vmap and every mapped attachment under `buffer->lock`
+ * and never take resv ([C7]); cache state is not modelled, so only the lock
+ * is.
+ *
  * Models: drivers/dma-buf/heaps/system_heap.c
  */
 import { type DmaBuf, dma_buf_export } from '../../kernel/dma-buf.ts';
 import type { DmaBufOps } from '../../kernel/dma-buf-ops.ts';
 import { dma_resv_assert_held } from '../../kernel/dma-resv.ts';
 import { EINVAL, isErr } from '../../kernel/errno.ts';
+import { Lock, mutex_lock, mutex_unlock } from '../../kernel/locking.ts';
 import { installTranslation, vma_link } from '../../kernel/memory.ts';
 import { alloc_pages, free_pages, pfnRef } from '../../kernel/page-alloc.ts';
 import { defineExporter } from '../driver.ts';
-import { mapFrames, unmapFrames } from './common.ts';
+import { mapFrames, unmapFrames, vmapFrames, vunmapFrames } from './common.ts';
 
 export const systemHeap = defineExporter({
   name: 'system-heap',
@@ -23,6 +32,8 @@ export const systemHeap = defineExporter({
     const pool = env.k.physmem.pools.get('system');
     if (!pool) throw new Error('no system pool');
     const frames = yield* alloc_pages(t, pool, env.pages, (i) => `${env.name} (system-heap) page ${i}`);
+    // struct system_heap_buffer's lock: vmap count, vaddr, the attachment list.
+    const lock = new Lock(env.k, `${env.name}:system_heap_buffer->lock`, 'system_heap_buffer->lock', 'mutex');
     const ops: DmaBufOps = {
       *map_dma_buf(t, attach, dir) {
         return yield* mapFrames(t, 'system_heap_map_dma_buf', attach, frames, dir);
@@ -46,6 +57,33 @@ export const systemHeap = defineExporter({
           if (f) vma.ptes[i] = installTranslation(t, 'pte', vma.owner, buf.name, vma.vm_pgoff + i, pfnRef(f));
         }
         yield* vma_link(t, vma, buf.f_mapping);
+        return 0;
+      },
+      /** Locking: resv held ([L3]); vm_map_ram of the pages under buffer->lock ([C6]). */
+      *vmap(t, buf) {
+        dma_resv_assert_held(t, buf.resv, 'system_heap_vmap', ['L3', 'C6']);
+        yield* mutex_lock(t, lock);
+        const map = yield* vmapFrames(t, 'system_heap_do_vmap', buf, frames);
+        yield* mutex_unlock(t, lock);
+        return map;
+      },
+      /** Locking: resv held ([L3]). */
+      *vunmap(t, buf, map) {
+        dma_resv_assert_held(t, buf.resv, 'system_heap_vunmap', ['L3', 'C6']);
+        yield* mutex_lock(t, lock);
+        yield* vunmapFrames(t, 'vunmap', map);
+        yield* mutex_unlock(t, lock);
+      },
+      /** Locking: resv not held; invalidate_kernel_vmap_range + dma_sync_sgtable_for_cpu under buffer->lock ([C7]). */
+      *begin_cpu_access(t) {
+        yield* mutex_lock(t, lock);
+        yield* mutex_unlock(t, lock);
+        return 0;
+      },
+      /** Locking: resv not held; flush_kernel_vmap_range + dma_sync_sgtable_for_device under buffer->lock ([C7]). */
+      *end_cpu_access(t) {
+        yield* mutex_lock(t, lock);
+        yield* mutex_unlock(t, lock);
         return 0;
       },
       /** RFC get_pfn for a heap buffer: the page never moves, max_order 0. */

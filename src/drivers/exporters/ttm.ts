@@ -11,12 +11,27 @@
  * fence, copy, switch the backing, signal, free the old frames, unlock.
  * (The copy is synchronous: pipelined moves are not modelled yet.)
  *
+ * CPU access through the kernel (amdgpu_dma_buf.c, [C6], [C7]):
+ * - `vmap` (resv held) pins the BO, then maps its current placement
+ *   (`amdgpu_dma_buf_vmap`: amdgpu_bo_pin + drm_gem_dmabuf_vmap, from
+ *   "drm/amdgpu: Pin buffer while vmap'ing exported dma-buf objects", Thomas
+ *   Zimmermann, Aug 2025); `vunmap` unmaps and unpins. With `vmap_pin: false`
+ *   (kernels before that fix: drm_gem_ttm_vmap → ttm_bo_vmap, no pin) a move
+ *   frees the pages under the kernel mapping;
+ * - `begin_cpu_access` (`amdgpu_dma_buf_begin_cpu_access`, resv not held):
+ *   for a CPU read (DMA_FROM_DEVICE or DMA_BIDIRECTIONAL) reserves the BO
+ *   and, unless it is pinned, validates it into GTT (here: moves it from VRAM
+ *   to system memory) — what amdgpu does when the display can scan out of GTT
+ *   (`amdgpu_display_supported_domains`, APUs). `cpu_access_migrate: false`
+ *   is the VRAM-only case: begin_cpu_access returns 0 at once. There is no
+ *   `end_cpu_access`.
+ *
  * Models: drivers/gpu/drm/ttm/ttm_bo.c (ttm_bo_validate,
  * ttm_bo_handle_move_mem), ttm_bo_vm.c (ttm_bo_vm_fault, ttm_bo_vm_reserve),
  * drivers/gpu/drm/drm_prime.c and amdgpu_dma_buf.c (the dma_buf_ops)
  */
 import { type DmaBuf, dma_buf_check_alive, dma_buf_export, dma_buf_invalidate_mappings } from '../../kernel/dma-buf.ts';
-import type { DmaBufOps } from '../../kernel/dma-buf-ops.ts';
+import type { DmaBufOps, DmaDataDirection } from '../../kernel/dma-buf-ops.ts';
 import { type DmaFence, dma_fence_init, dma_fence_signal, dma_fence_wait } from '../../kernel/dma-fence.ts';
 import {
   DMA_RESV_USAGE_BOOKKEEP,
@@ -24,6 +39,7 @@ import {
   dma_resv_add_fence,
   dma_resv_assert_held,
   dma_resv_lock,
+  dma_resv_lock_interruptible,
   dma_resv_reserve_fences,
   dma_resv_trylock,
   dma_resv_unlock,
@@ -50,7 +66,7 @@ import {
 } from '../../kernel/page-alloc.ts';
 import { type KGen, kfn, type Task } from '../../kernel/sched.ts';
 import { defineExporter } from '../driver.ts';
-import { mapFrames, unmapFrames } from './common.ts';
+import { mapFrames, unmapFrames, vmapFrames, vunmapFrames } from './common.ts';
 
 /** `struct ttm_buffer_object`, the parts the model needs. Protected by resv. */
 export class TtmBufferObject {
@@ -104,21 +120,30 @@ const ttm_bo_validate = kfn('ttm_bo_validate', function* (t: Task, buf: DmaBuf, 
     yield* dma_resv_unlock(t, buf.resv);
     return -EBUSY;
   }
-  yield* ttm_bo_handle_move_mem(t, buf, bo);
+  yield* ttm_bo_handle_move_mem(t, buf, bo, otherPlacement(bo));
   yield* dma_resv_unlock(t, buf.resv);
   return 0;
 });
 
+function otherPlacement(bo: TtmBufferObject): PagePool {
+  return bo.placement === bo.pools.vram ? bo.pools.system : bo.pools.vram;
+}
+
+/** `ttm_bo_pin()` (amdgpu_bo_pin): waits for a pending move, then the BO stays put. Caller holds resv. */
+function* ttm_bo_pin(t: Task, bo: TtmBufferObject): KGen {
+  if (bo.moving) yield* dma_fence_wait(t, bo.moving, false);
+  bo.pin_count++;
+}
+
 const ttm_bo_handle_move_mem = kfn(
   'ttm_bo_handle_move_mem',
-  function* (t: Task, buf: DmaBuf, bo: TtmBufferObject): KGen {
+  function* (t: Task, buf: DmaBuf, bo: TtmBufferObject, to: PagePool): KGen {
     // amdgpu_bo_move_notify → dma_buf_invalidate_mappings, under resv ([LT8] 3).
     yield* dma_buf_invalidate_mappings(t, buf);
     // ttm_bo_unmap_virtual: zap every CPU PTE through the address_space ([C3]).
     yield* unmap_mapping_range(t, buf.f_mapping);
     // ttm_bo_wait_ctx: no importer access may still be in flight ([LT9] i).
     yield* dma_resv_wait_timeout(t, buf.resv, DMA_RESV_USAGE_BOOKKEEP, false);
-    const to = bo.placement === bo.pools.vram ? bo.pools.system : bo.pools.vram;
     const n = ++bo.moves;
     const frames = yield* alloc_pages(t, to, bo.frames.length, (i) => `${bo.name} (ttm, ${to.name}) page ${i}`);
     // Publish the move as a KERNEL fence ([LT8] 4).
@@ -150,6 +175,16 @@ export const ttm = defineExporter({
   summary: 'TTM-like buffer object that moves between VRAM and system memory',
   options: {
     placement: { type: 'enum', values: ['vram', 'system'], default: 'vram', doc: 'initial placement' },
+    vmap_pin: {
+      type: 'boolean',
+      default: true,
+      doc: 'vmap pins the BO until vunmap (amdgpu since Aug 2025); false: it does not, so a move frees the pages under the kernel mapping',
+    },
+    cpu_access_migrate: {
+      type: 'boolean',
+      default: true,
+      doc: 'begin_cpu_access for a CPU read reserves the BO and moves it to system memory (GTT) unless pinned; false: it does nothing',
+    },
   },
   ops: {
     move: { doc: 'move the buffer to the other placement (ttm_bo_validate); -EBUSY while pinned' },
@@ -161,12 +196,13 @@ export const ttm = defineExporter({
     const from = env.options.placement === 'system' ? system : vram;
     const frames = yield* alloc_pages(t, from, env.pages, (i) => `${env.name} (ttm, ${from.name}) page ${i}`);
     const bo = new TtmBufferObject(env.name, from, frames, { vram, system });
+    const vmapPin = env.options.vmap_pin !== false;
+    const cpuAccessMigrate = env.options.cpu_access_migrate !== false;
     let buf: DmaBuf | null = null;
     const ops: DmaBufOps = {
       /** Locking: resv held. Waits for a pending move before returning ([O3] pin). */
       *pin(t) {
-        if (bo.moving) yield* dma_fence_wait(t, bo.moving, false);
-        bo.pin_count++;
+        yield* ttm_bo_pin(t, bo);
         return 0;
       },
       *unpin() {
@@ -190,6 +226,43 @@ export const ttm = defineExporter({
         yield* vma_link(t, vma, dmabuf.f_mapping);
         return 0;
       },
+      /**
+       * `amdgpu_dma_buf_vmap`. Locking: resv held ([L3]). Pins (unless
+       * `vmap_pin: false`), then maps the current placement ([C6]).
+       */
+      *vmap(t, dmabuf) {
+        dma_resv_assert_held(t, dmabuf.resv, 'amdgpu_dma_buf_vmap', ['L3', 'C6']);
+        if (vmapPin) yield* ttm_bo_pin(t, bo);
+        return yield* vmapFrames(t, 'ttm_bo_vmap', dmabuf, bo.frames);
+      },
+      /** `amdgpu_dma_buf_vunmap`. Locking: resv held ([L3]). Unmaps, then unpins. */
+      *vunmap(t, dmabuf, map) {
+        dma_resv_assert_held(t, dmabuf.resv, 'amdgpu_dma_buf_vunmap', ['L3', 'C6']);
+        yield* vunmapFrames(t, 'ttm_bo_vunmap', map);
+        if (vmapPin) bo.pin_count--;
+      },
+      /**
+       * `amdgpu_dma_buf_begin_cpu_access`. Locking: resv not held; takes it
+       * (amdgpu_bo_reserve) for a CPU read, and moves an unpinned BO out of
+       * VRAM ([C7], [LT8]).
+       */
+      begin_cpu_access: kfn(
+        'amdgpu_dma_buf_begin_cpu_access',
+        function* (t: Task, dmabuf: DmaBuf, dir: DmaDataDirection): KGen<number> {
+          const reads = dir === 'DMA_BIDIRECTIONAL' || dir === 'DMA_FROM_DEVICE';
+          if (!reads || !cpuAccessMigrate) return 0;
+          // amdgpu_bo_reserve(bo, false)
+          yield* dma_resv_lock_interruptible(t, dmabuf.resv, null);
+          if (dma_buf_check_alive(t, dmabuf, 'amdgpu_dma_buf_begin_cpu_access')) {
+            // ttm_bo_validate() into GTT unless pinned (a no-op when already there).
+            if (bo.pin_count === 0 && bo.placement === bo.pools.vram) {
+              yield* ttm_bo_handle_move_mem(t, dmabuf, bo, bo.pools.system);
+            }
+          }
+          yield* dma_resv_unlock(t, dmabuf.resv);
+          return 0;
+        },
+      ),
       /** RFC get_pfn on a TTM BO: the current placement's frame. Locking: resv held. */
       *get_pfn(t, attach, pgoff) {
         dma_resv_assert_held(t, attach.dmabuf.resv, 'ttm_bo_get_pfn', ['P1', 'L3']);

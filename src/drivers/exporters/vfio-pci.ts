@@ -7,8 +7,8 @@
  * - map_dma_buf and get_pfn return -ENODEV while revoked ([V2], [P5]);
  * - `revoke` takes memory_lock for write, then resv: sets revoked,
  *   invalidates every attachment, waits for BOOKKEEP fences, unlocks, waits
- *   (bounded) for importers to unmap, zaps CPU mappings; then the BAR stops
- *   decoding ([V3], [V5]);
+ *   up to 1 s (simulated clock) for importers to unmap — WARN on timeout —,
+ *   zaps CPU mappings; then the BAR stops decoding ([V3], [V5]);
  * - `unrevoke` re-enables the BAR and clears revoked;
  * - CPU mmap faults under memory_lock (read) and give SIGBUS while revoked
  *   ([C4]).
@@ -34,11 +34,12 @@ import {
   dma_resv_wait_timeout,
 } from '../../kernel/dma-resv.ts';
 import { EINVAL, ENODEV, EOPNOTSUPP, isErr } from '../../kernel/errno.ts';
-import type { Kernel } from '../../kernel/kernel.ts';
+import { type Kernel, msecs_to_jiffies } from '../../kernel/kernel.ts';
 import { down_read, down_write, Lock, up_read, up_write } from '../../kernel/locking.ts';
 import { unmap_mapping_range, VM_FAULT_SIGBUS, type VmFault, vma_link, vmf_insert_pfn } from '../../kernel/memory.ts';
 import { type Frame, pfnRef, staleMapping } from '../../kernel/page-alloc.ts';
-import { type KGen, KObject, kfn, type Task } from '../../kernel/sched.ts';
+import { type Blocker, type KGen, KObject, kfn, type Task } from '../../kernel/sched.ts';
+import { timedWait } from '../../kernel/time.ts';
 import { defineExporter } from '../driver.ts';
 import { mapFrames, unmapFrames } from './common.ts';
 
@@ -68,6 +69,8 @@ export class VfioPciDmaBuf extends KObject {
   /** Live mappings (the revoke series' kref/completion). */
   mappings = 0;
   vdev: VfioPciDevice | null;
+  /** The completion the revoke waits for: done when no importer mapping is left ([V5] 6). */
+  readonly unmapped: Blocker = { ready: () => this.mappings === 0 };
 
   constructor(k: Kernel, name: string, vdev: VfioPciDevice) {
     super(k, name);
@@ -127,12 +130,16 @@ const vfio_pci_dma_buf_move = kfn(
         }
         yield* dma_resv_unlock(t, buf.resv);
         if (revoked) {
-          // wait_for_completion_timeout(&priv->comp, 1 s): importers that
-          // claimed to be revocable must have unmapped by now. Simplification:
-          // the model does not let time pass; mappings still there at this
-          // point mean the wait would time out, so the WARN fires and the
-          // revoke goes on ([V5] 6, [I24]).
-          yield t.at('wait_for_completion_timeout', 'read', priv);
+          // Drop the buffer's own kref and wait_for_completion_timeout(&priv->comp,
+          // msecs_to_jiffies(1000)): importers that claimed to be revocable
+          // must unmap within the bound ([V4], [V5] 6). The completion fires
+          // when the mapping count reaches 0; the simulated clock passes the
+          // second only when no other thread can run. On timeout the kernel
+          // WARNs and the revoke goes on ([I24]).
+          yield timedWait(
+            t.at('wait_for_completion_timeout', 'wait', priv, priv.unmapped),
+            t.k.jiffies + msecs_to_jiffies(1000),
+          );
           if (priv.mappings > 0) {
             apiMisuse(
               t,
