@@ -960,3 +960,19 @@ threads:
     expect(uaf(stale('{ mm.alloc: { pages: 2 } }', { pages: 2, page: 0 })).reused).not.toBeNull();
   });
 });
+
+describe('dma-dynamic wait_in_job', () => {
+  const yaml = (opt: string) => `
+name: job
+buffers: { bo: { exporter: ttm } }
+importers: { gpu: { driver: dma-dynamic, buffer: bo${opt} } }
+threads:
+  driver: [gpu.map, { gpu.dma: { page: 0 } }, gpu.unmap]
+`;
+  it("true: the running job waits inside its own fence's signalling section ([L11] a, [I21])", () => {
+    expectBug(check(fromYaml(yaml(', options: { wait_in_job: true }'))), 'wait-in-signalling');
+  });
+  it('false (default): the job waits before publishing its fence', () => {
+    expectSafe(check(fromYaml(yaml(''))));
+  });
+});

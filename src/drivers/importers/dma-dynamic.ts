@@ -233,6 +233,12 @@ class DmaDynamicImporter extends DeviceImporter {
         // From add_fence the job fence is published: signalling section ([L12]).
         const cookie = dma_fence_begin_signalling(t);
         yield* dma_resv_unlock(t, resv);
+        // The scheduler's run_job (drm_sched_run_job → the driver) runs inside the
+        // job fence's signalling section: it must not wait for other fences
+        // there ([L11] a). `wait_in_job` models a driver that does.
+        if (this.env.options.wait_in_job === true) {
+          yield* dma_resv_wait_timeout(t, resv, DMA_RESV_USAGE_KERNEL, false);
+        }
         const entry = sgt.entries[page];
         if (entry) yield* device_dma(t, entry);
         yield* dma_fence_signal(t, job);
@@ -272,6 +278,11 @@ export const dmaDynamic = defineImporter({
   name: 'dma-dynamic',
   summary: 'a GPU-like dynamic importer: invalidate drops its mapping, DMA is submitted under resv with a fence',
   options: {
+    wait_in_job: {
+      type: 'boolean',
+      default: false,
+      doc: 'true: the job waits for the buffer\'s KERNEL fences while running, inside its own fence\'s signalling section ([L11] a, [I21])',
+    },
     respect_invalidate: {
       type: 'boolean',
       default: true,
