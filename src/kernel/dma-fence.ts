@@ -537,6 +537,15 @@ export const dma_fence_put = kfn('dma_fence_put', function* (t: Task, f: DmaFenc
 });
 
 /**
+ * A put inside a step that already declared a write of `f` (a resv list
+ * dropping its entry, a cursor dropping its reference): the last one releases.
+ */
+export function dma_fence_put_in_step(t: Task, f: DmaFence): void {
+  if (f.refcount <= 0) return;
+  if (--f.refcount === 0) for (const _ of dma_fence_release(t, f));
+}
+
+/**
  * `dma_fence_release()`, from the last put (inside its step): a fence with
  * callbacks queued and no signal WARNs, gets `-EDEADLK` and is signalled, so
  * chains do not dangle ([F6]); then `ops.release` or the default free.
