@@ -281,7 +281,7 @@ export const dmaDynamic = defineImporter({
     wait_in_job: {
       type: 'boolean',
       default: false,
-      doc: 'true: the job waits for the buffer\'s KERNEL fences while running, inside its own fence\'s signalling section ([L11] a, [I21])',
+      doc: "true: the job waits for the buffer's KERNEL fences while running, inside its own fence's signalling section ([L11] a, [I21])",
     },
     respect_invalidate: {
       type: 'boolean',
