@@ -31,6 +31,20 @@ export function assertHeld(t: Task, lock: Lock, call: string, rules: readonly st
   return false;
 }
 
+/** `lockdep_assert_held_write()`: false (and `lock-not-held`) unless `t` holds `lock` exclusively. */
+export function assertHeldWrite(t: Task, lock: Lock, call: string, rules: readonly string[]): boolean {
+  if (lock.owner === t) return true;
+  const how = t.holds(lock) ? ' for write (it is held for read)' : '';
+  t.k.report(t, {
+    code: 'lock-not-held',
+    lock: { name: lock.name, class: lock.cls },
+    held: heldInfo(t),
+    rules,
+    message: `${call} called without holding ${lock.name}${how}`,
+  });
+  return false;
+}
+
 /** The "must be called unlocked" rule ([L2]): false (and a finding) when held. */
 export function assertNotHeld(t: Task, lock: Lock, call: string, rules: readonly string[]): boolean {
   if (!t.holds(lock)) return true;

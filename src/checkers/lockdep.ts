@@ -148,7 +148,13 @@ export function checkRecursion(t: Task, lock: Lock, fn: string): void {
 }
 
 /** After `t` took `lock`: order and nesting checks, then record it as held. */
-export function lockAcquired(t: Task, lock: Lock, mode: number, ctx: WwAcquireCtx | null = null): void {
+export function lockAcquired(
+  t: Task,
+  lock: Lock,
+  mode: number,
+  ctx: WwAcquireCtx | null = null,
+  fn: string = t.pending.fn,
+): void {
   const k = t.k;
   if (t.signalling > 0 && lock.kind === 'ww_mutex') {
     k.report(t, {
@@ -176,7 +182,7 @@ export function lockAcquired(t: Task, lock: Lock, mode: number, ctx: WwAcquireCt
             rules: lock.kind === 'ww_mutex' ? ['L6', 'I16'] : ['I16'],
             message: `possible recursive locking detected: ${lock.name} taken while holding ${other.name} of the same class${lock.kind === 'ww_mutex' ? ' without a shared ww_acquire_ctx' : ''}`,
           },
-          t.pending.fn,
+          fn,
         );
       }
       continue;
@@ -199,7 +205,7 @@ export function lockAcquired(t: Task, lock: Lock, mode: number, ctx: WwAcquireCt
           rules: ['I16', 'L8'],
           message: `possible circular locking dependency detected: ${lock.cls} taken while holding ${other.cls}`,
         },
-        t.pending.fn,
+        fn,
       );
     }
     k.lockGraph.add(dep);
@@ -227,8 +233,8 @@ export function lockReleased(t: Task, lock: Lock, wasHeld: boolean, fn: string):
  * `lock_map_acquire()` + `lock_map_release()` on a pseudo-lock: records the
  * dependencies from every held lock to it (the `might_*` annotations).
  */
-export function lockMapTouch(t: Task, map: Lock): void {
-  lockAcquired(t, map, EXCLUSIVE);
+export function lockMapTouch(t: Task, map: Lock, fn: string): void {
+  lockAcquired(t, map, EXCLUSIVE, null, fn);
   lockReleased(t, map, true, 'lock_map_release');
 }
 

@@ -152,12 +152,15 @@ export class DporSource implements ChoiceSource {
     if (!(e.global || s.global || accDependent(e.acc, e.nacc, s.acc, s.nacc))) return false;
     // An unlock by another thread and a lock of the same lock that needs it
     // free in a mode the unlocker excluded cannot both be enabled.
-    // (Not for a trylock or a ww_mutex_lock with a context: those can run while the lock is held.)
+    // Only for a plain blocking lock (the lock is its own blocker, no ww context,
+    // no deadline): a trylock, a ww_mutex_lock with a context or an
+    // interruptible lock can run while the lock is held.
     if (
       e.unlock &&
       s.kind === 'lock' &&
-      s.blocker !== null &&
+      (s.blocker as unknown) === s.obj &&
       s.arg === null &&
+      s.deadline === Number.POSITIVE_INFINITY &&
       s.obj !== null &&
       s.obj.id === e.lockObj &&
       e.tid !== p

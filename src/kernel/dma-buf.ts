@@ -39,16 +39,20 @@ import {
   DMA_RESV_USAGE_KERNEL,
   type DmaResv,
   dma_resv_assert_held,
+  dma_resv_fini,
   dma_resv_init,
   dma_resv_lock,
   dma_resv_unlock,
   dma_resv_usage_rw,
   dma_resv_wait_timeout,
 } from './dma-resv.ts';
-import { EBUSY, EINVAL, ENOENT, errname, isErr, type Result } from './errno.ts';
+import { EBUSY, EINVAL, ENOENT, EOVERFLOW, errname, isErr, type Result } from './errno.ts';
 import type { Kernel } from './kernel.ts';
 import { AddressSpace, type Vma } from './memory.ts';
 import { type KGen, KObject, kfn, type Task } from './sched.ts';
+
+/** Pages an unsigned long page offset can address (64-bit, 4 KiB pages), for the [C1] overflow check. */
+const ULONG_MAX_PAGES = 2 ** 52;
 
 /** `struct dma_buf` ([O1]). */
 export class DmaBuf extends KObject {
@@ -58,6 +62,8 @@ export class DmaBuf extends KObject {
   readonly pages: number;
   readonly priv: unknown;
   readonly resv: DmaResv;
+  /** The resv is embedded (not the exporter's): finalised at release. */
+  readonly ownsResv: boolean;
   /** Protected by resv ([L5]). */
   readonly attachments: DmaBufAttachment[] = [];
   /** The file's reference count ([LT1]). */
@@ -76,6 +82,7 @@ export class DmaBuf extends KObject {
     this.exp_name = info.exp_name;
     this.pages = info.pages;
     this.priv = info.priv;
+    this.ownsResv = !info.resv;
     this.resv = info.resv ?? dma_resv_init(k, `${name}->resv`);
     this.f_mapping = new AddressSpace(k, `${name}->file->f_mapping`);
   }
@@ -253,6 +260,8 @@ export const dma_buf_release = kfn('dma_buf_release', function* (t: Task, buf: D
   }
   buf.released = origin(t);
   yield* buf.ops.release(t, buf);
+  // An embedded reservation object dies with the buffer ([LT2] 4).
+  if (buf.ownsResv) yield* dma_resv_fini(t, buf.resv);
   if (buf.attachments.length > 0) {
     leak(
       t,
@@ -431,7 +440,19 @@ export const dma_buf_map_attachment = kfn(
     }
     a.sgts.push(sgt);
     if (!dma_buf_attachment_is_dynamic(a)) {
-      yield* dma_resv_wait_timeout(t, buf.resv, DMA_RESV_USAGE_KERNEL, true);
+      // The core waits for pending moves and clears on the static importer's
+      // behalf; if that wait fails, it undoes the map and the pin ([LT7]).
+      const ret = yield* dma_resv_wait_timeout(t, buf.resv, DMA_RESV_USAGE_KERNEL, true);
+      if (ret < 0) {
+        a.sgts.splice(a.sgts.indexOf(sgt), 1);
+        if (buf.ops.unmap_dma_buf) yield* buf.ops.unmap_dma_buf(t, a, sgt, dir);
+        sgt.unmapped = true;
+        if (pinOnMap && buf.ops.unpin) {
+          yield* buf.ops.unpin(t, a);
+          a.pinCount--;
+        }
+        return ret;
+      }
     }
     return sgt;
   },
@@ -524,6 +545,8 @@ export const dma_buf_mmap = kfn(
   function* (t: Task, buf: DmaBuf, vma: Vma, pgoff: number): KGen<number> {
     assertNotHeld(t, buf.resv.lock, 'dma_buf_mmap', ['L2', 'I14']);
     if (!buf.ops.mmap) return -EINVAL;
+    // pgoff + vma_pages overflowing an unsigned long ([C1]).
+    if (!Number.isSafeInteger(pgoff) || pgoff < 0 || pgoff > ULONG_MAX_PAGES - vma.pages) return -EOVERFLOW;
     if (pgoff + vma.pages > buf.pages) return -EINVAL;
     // get_file() on the dma-buf's file; a released buffer is reported there.
     yield* get_dma_buf(t, buf);
@@ -661,7 +684,7 @@ export const dma_buf_vunmap_unlocked = kfn(
  * caller's locks are taken before resv ([L2], [C7]).
  */
 function mightLockResv(t: Task, buf: DmaBuf, call: string): void {
-  if (assertNotHeld(t, buf.resv.lock, call, ['L2', 'C7', 'I14'])) lockMapTouch(t, buf.resv.lock);
+  if (assertNotHeld(t, buf.resv.lock, call, ['L2', 'C7', 'I14'])) lockMapTouch(t, buf.resv.lock, call);
 }
 
 /**

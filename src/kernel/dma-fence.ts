@@ -657,7 +657,7 @@ export function dma_fence_allocate_private_stub(t: Task, timestamp: number): Dma
  * needs closes a cycle.
  */
 export function mightWait(t: Task, what: string): void {
-  if (t.signalling === 0) lockMapTouch(t, t.k.lockdepMaps.dma_fence_map);
+  if (t.signalling === 0) lockMapTouch(t, t.k.lockdepMaps.dma_fence_map, '__dma_fence_might_wait');
   if (t.signalling > 0) {
     t.k.report(t, {
       code: 'wait-in-signalling',

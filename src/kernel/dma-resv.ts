@@ -215,7 +215,7 @@ export function* dma_resv_lock(t: Task, obj: DmaResv, ctx: WwAcquireCtx | null):
 
 /** `dma_resv_lock_interruptible()`: the ww_mutex wait is not interruptible in the model, so as dma_resv_lock. */
 export function* dma_resv_lock_interruptible(t: Task, obj: DmaResv, ctx: WwAcquireCtx | null): KGen<number> {
-  return yield* ww_mutex_lock(t, obj.lock, ctx, 'dma_resv_lock_interruptible');
+  return yield* ww_mutex_lock(t, obj.lock, ctx, 'dma_resv_lock_interruptible', true);
 }
 
 export function* dma_resv_trylock(t: Task, obj: DmaResv): KGen<boolean> {

@@ -236,7 +236,7 @@ export function might_alloc(t: Task, gfp: Gfp): void {
       message: `${gfp} allocation inside a dma_fence signalling critical section (only GFP_ATOMIC/GFP_NOWAIT may be used there)`,
     });
   }
-  lockMapTouch(t, t.k.lockdepMaps.fs_reclaim);
+  lockMapTouch(t, t.k.lockdepMaps.fs_reclaim, 'might_alloc');
 }
 
 /** `alloc_pages()`: `n` frames from `pool`, most recently freed first. */

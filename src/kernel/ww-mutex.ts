@@ -15,10 +15,10 @@
  */
 import { apiMisuse } from '../checkers/api.ts';
 import { checkRecursion, lockAcquired } from '../checkers/lockdep.ts';
-import { EALREADY, EDEADLK } from './errno.ts';
+import { EALREADY, EDEADLK, EINTR } from './errno.ts';
 import type { Kernel } from './kernel.ts';
 import { EXCLUSIVE, Lock, lock_release } from './locking.ts';
-import type { KGen, Step, Task } from './sched.ts';
+import type { Blocker, KGen, Step, Task } from './sched.ts';
 
 /** `struct ww_acquire_ctx`. */
 export class WwAcquireCtx {
@@ -79,11 +79,19 @@ function mustDie(req: WwAcquireCtx, holder: WwAcquireCtx | null): boolean {
 }
 
 /** `ww_mutex_lock()`: 0, -EALREADY or -EDEADLK (only with a context). */
-export function* ww_mutex_lock(t: Task, lock: WwMutex, ctx: WwAcquireCtx | null, fn = 'ww_mutex_lock'): KGen<number> {
+export function* ww_mutex_lock(
+  t: Task,
+  lock: WwMutex,
+  ctx: WwAcquireCtx | null,
+  fn = 'ww_mutex_lock',
+  intr = false,
+): KGen<number> {
   if (!(ctx && lock.ctx === ctx)) checkRecursion(t, lock, fn);
-  const s = t.at(fn, 'lock', lock, lock, EXCLUSIVE);
+  const s = t.at(fn, 'lock', lock, intr ? INTERRUPTIBLE : lock, EXCLUSIVE);
   s.arg = ctx;
   yield s;
+  // ww_mutex_lock_interruptible(): a pending signal ends the wait with -EINTR ([L6]).
+  if (intr && !lock.ready(t, s) && t.sigpending) return -EINTR;
   if (lock.owner === null) {
     lock.take(t, EXCLUSIVE);
     lock.ctx = ctx;
@@ -98,6 +106,11 @@ export function* ww_mutex_lock(t: Task, lock: WwMutex, ctx: WwAcquireCtx | null,
   if (ctx) ctx.contended = lock;
   return -EDEADLK;
 }
+
+/** The blocker of an interruptible lock: the lock, or a pending signal. */
+const INTERRUPTIBLE: Blocker = {
+  ready: (t: Task, s: Step) => (s.obj as WwMutex).ready(t, s) || t.sigpending,
+};
 
 /** `ww_mutex_trylock()`: true when taken. */
 export function* ww_mutex_trylock(t: Task, lock: WwMutex, fn = 'ww_mutex_trylock'): KGen<boolean> {

@@ -16,10 +16,11 @@
  * Models: drivers/vfio/pci/vfio_pci_dmabuf.c (2026, with the revoke series
  * and the faulting mmap variant), the RFC's vfio get_pfn (02/12)
  */
-import { apiMisuse } from '../../checkers/api.ts';
+import { apiMisuse, assertHeldWrite } from '../../checkers/api.ts';
 import { LOCK_CLASS, origin } from '../../checkers/lockdep.ts';
 import {
   type DmaBuf,
+  type DmaBufAttachment,
   dma_buf_attach_revocable,
   dma_buf_export,
   dma_buf_invalidate_mappings,
@@ -33,11 +34,11 @@ import {
   dma_resv_unlock,
   dma_resv_wait_timeout,
 } from '../../kernel/dma-resv.ts';
-import { EINVAL, ENODEV, EOPNOTSUPP, isErr } from '../../kernel/errno.ts';
+import { EINVAL, ENODEV, EOPNOTSUPP, isErr, type Result } from '../../kernel/errno.ts';
 import { type Kernel, msecs_to_jiffies } from '../../kernel/kernel.ts';
 import { down_read, down_write, Lock, up_read, up_write } from '../../kernel/locking.ts';
 import { unmap_mapping_range, VM_FAULT_SIGBUS, type VmFault, vma_link, vmf_insert_pfn } from '../../kernel/memory.ts';
-import { type Frame, pfnRef, staleMapping } from '../../kernel/page-alloc.ts';
+import { type Frame, type PfnRef, pfnRef, staleMapping } from '../../kernel/page-alloc.ts';
 import { type Blocker, type KGen, KObject, kfn, type Task } from '../../kernel/sched.ts';
 import { timedWait } from '../../kernel/time.ts';
 import { defineExporter } from '../driver.ts';
@@ -48,6 +49,8 @@ export class VfioPciDevice {
   readonly memory_lock: Lock;
   readonly dmabufs: DmaBuf[] = [];
   memory_enabled = true;
+  /** The device fd was closed: no more config writes, so no revoke or unrevoke. Under memory_lock. */
+  closed = false;
 
   constructor(
     k: Kernel,
@@ -72,7 +75,13 @@ export class VfioPciDmaBuf extends KObject {
   /** The completion the revoke waits for: done when no importer mapping is left ([V5] 6). */
   readonly unmapped: Blocker = { ready: () => this.mappings === 0 };
 
-  constructor(k: Kernel, name: string, vdev: VfioPciDevice) {
+  constructor(
+    k: Kernel,
+    name: string,
+    vdev: VfioPciDevice,
+    /** The BAR range the buffer exports (one range: [V7] needs exactly one). */
+    readonly bar: readonly Frame[],
+  ) {
     super(k, name);
     this.vdev = vdev;
   }
@@ -108,12 +117,22 @@ function* barEnable(t: Task, vdev: VfioPciDevice): KGen {
 }
 
 /**
- * `vfio_pci_dma_buf_move(vdev, revoked)`: memory_lock held for write ([V3], [V5]).
+ * `vfio_pci_dma_buf_move(vdev, revoked)`, and with `cleanup` the permanent
+ * `vfio_pci_dma_buf_cleanup(vdev)` of device close: every buffer is revoked
+ * for good, `vdev` cleared and unlinked ([V3], [V5], [LT11]).
+ * Locking: memory_lock held for write ([I26]).
  */
-const vfio_pci_dma_buf_move = kfn(
+export const vfio_pci_dma_buf_move = kfn(
   'vfio_pci_dma_buf_move',
-  function* (t: Task, vdev: VfioPciDevice, privOf: (b: DmaBuf) => VfioPciDmaBuf, revoked: boolean): KGen {
-    for (const buf of vdev.dmabufs) {
+  function* (
+    t: Task,
+    vdev: VfioPciDevice,
+    privOf: (b: DmaBuf) => VfioPciDmaBuf,
+    revoked: boolean,
+    cleanup = false,
+  ): KGen {
+    assertHeldWrite(t, vdev.memory_lock, cleanup ? 'vfio_pci_dma_buf_cleanup' : 'vfio_pci_dma_buf_move', ['I26', 'V3']);
+    for (const buf of vdev.dmabufs.slice()) {
       const priv = privOf(buf);
       // get_file_active(): skip a buffer whose file is already being released.
       yield t.at('get_file_active', 'write', buf);
@@ -151,10 +170,36 @@ const vfio_pci_dma_buf_move = kfn(
           yield* unmap_mapping_range(t, buf.f_mapping);
         }
       }
+      if (cleanup) {
+        // The device is gone: the buffer stays revoked for ever and forgets it ([LT11]).
+        yield t.at('vfio_pci_dma_buf_cleanup', 'write', priv);
+        priv.vdev = null;
+        const i = vdev.dmabufs.indexOf(buf);
+        if (i >= 0) vdev.dmabufs.splice(i, 1);
+      }
       // fput(): the final put would defer the release to task work; the
       // explorer's put is synchronous, so it runs after memory_lock is dropped.
       t.deferred.push((t) => dma_buf_put(t, buf));
     }
+  },
+);
+
+/**
+ * `vfio_pci_dma_buf_iommufd_map()`: the private interconnect iommufd uses
+ * instead of an sg_table ([V7]): the buffer's one physical range. Locking:
+ * resv held. -EOPNOTSUPP for a buffer vfio did not export or with more than
+ * one range, -ENODEV when revoked. (Exported only to iommufd in the kernel.)
+ */
+export const vfio_pci_dma_buf_iommufd_map = kfn(
+  'vfio_pci_dma_buf_iommufd_map',
+  function* (t: Task, attach: DmaBufAttachment): KGen<Result<readonly PfnRef[]>> {
+    const buf = attach.dmabuf;
+    dma_resv_assert_held(t, buf.resv, 'vfio_pci_dma_buf_iommufd_map', ['V7', 'L3']);
+    if (buf.exp_name !== 'vfio-pci' || !(buf.priv instanceof VfioPciDmaBuf)) return -EOPNOTSUPP;
+    const priv = buf.priv;
+    yield t.at('vfio_pci_dma_buf_iommufd_map', 'read', priv);
+    if (priv.revoked) return -ENODEV;
+    return priv.bar.map((f) => pfnRef(f));
   },
 );
 
@@ -164,7 +209,10 @@ export const vfioPci = defineExporter({
   options: {},
   ops: {
     revoke: { doc: 'revoke: memory_lock (write), resv, revoked = true, invalidate, wait, zap CPU mappings ([V5])' },
-    unrevoke: { doc: 'undo a revoke: memory re-enabled, revoked = false' },
+    unrevoke: { doc: 'undo a revoke: memory re-enabled, revoked = false (nothing after close)' },
+    close: {
+      doc: 'device close: vfio_pci_dma_buf_cleanup revokes every buffer for good and unlinks it from the device ([V3], [LT11])',
+    },
   },
   *export(t, env) {
     const k = env.k;
@@ -172,7 +220,7 @@ export const vfioPci = defineExporter({
     const pool = k.physmem.mmio(`${env.name}:BAR0`, 0xf0000 + index * 0x1000, env.pages);
     const bar = pool.frames.slice(0, env.pages);
     const vdev = new VfioPciDevice(k, `${env.name}:vdev`, bar);
-    const priv = new VfioPciDmaBuf(k, `${env.name}:vfio_dma_buf`, vdev);
+    const priv = new VfioPciDmaBuf(k, `${env.name}:vfio_dma_buf`, vdev, bar);
 
     const fault = kfn('vfio_pci_dma_buf_mmap_fault', function* (t: Task, vmf: VmFault): KGen<number> {
       const f = bar[vmf.pgoff];
@@ -246,16 +294,29 @@ export const vfioPci = defineExporter({
     const privOf = () => priv;
     const revoke = kfn('vfio_pci_revoke', function* (t: Task): KGen {
       yield* down_write(t, vdev.memory_lock);
-      yield* vfio_pci_dma_buf_move(t, vdev, privOf, true);
-      yield* barDisable(t, vdev);
+      if (!vdev.closed) {
+        yield* vfio_pci_dma_buf_move(t, vdev, privOf, true);
+        yield* barDisable(t, vdev);
+      }
       yield* up_write(t, vdev.memory_lock);
     });
     const unrevoke = kfn('vfio_pci_unrevoke', function* (t: Task): KGen {
       yield* down_write(t, vdev.memory_lock);
-      yield* barEnable(t, vdev);
-      yield* vfio_pci_dma_buf_move(t, vdev, privOf, false);
+      if (!vdev.closed) {
+        yield* barEnable(t, vdev);
+        yield* vfio_pci_dma_buf_move(t, vdev, privOf, false);
+      }
       yield* up_write(t, vdev.memory_lock);
     });
-    return { buf, pool, ops: { revoke, unrevoke } };
+    const close = kfn('vfio_pci_core_close_device', function* (t: Task): KGen {
+      yield* down_write(t, vdev.memory_lock);
+      if (!vdev.closed) {
+        yield* vfio_pci_dma_buf_move(t, vdev, privOf, true, true);
+        yield* barDisable(t, vdev);
+        vdev.closed = true;
+      }
+      yield* up_write(t, vdev.memory_lock);
+    });
+    return { buf, pool, ops: { revoke, unrevoke, close } };
   },
 });

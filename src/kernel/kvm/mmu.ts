@@ -5,6 +5,8 @@
  *
  * Models: arch/x86/kvm/mmu/mmu.c, arch/x86/kvm/mmu/tdp_mmu.c
  */
+
+import { assertHeld } from '../../checkers/api.ts';
 import { kasan_check } from '../../checkers/kasan.ts';
 import { installTranslation, tableStep, zapTranslation } from '../memory.ts';
 import type { PfnRef } from '../page-alloc.ts';
@@ -34,6 +36,8 @@ export function* kvm_tdp_mmu_map(
     page,
     true,
   );
+  // The installer holds mmu_lock ([I5], [K4] 4).
+  assertHeld(t, kvm.mmu_lock, 'kvm_tdp_mmu_map', ['I5', 'K4']);
   if (seq !== null && mmu_invalidate_retry_gfn(kvm, seq, kvm.gfn(page))) return false;
   const old = kvm.spt.entries[page];
   if (old) zapTranslation(old);
