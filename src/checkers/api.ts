@@ -5,6 +5,7 @@
  */
 import type { Lock } from '../kernel/locking.ts';
 import type { Task } from '../kernel/sched.ts';
+import type { Origin } from './finding.ts';
 import { heldInfo } from './lockdep.ts';
 
 /** A call the kernel would WARN on or reject for its arguments. */
@@ -16,6 +17,24 @@ export function apiMisuse(t: Task, call: string, reason: string, rules: readonly
     rules,
     message: `WARNING: ${call}: ${reason}`,
   });
+}
+
+/**
+ * A use of an object after its release (a buffer after its last put, an
+ * attachment after detach, a fence after its last put): `refcount` ([I7]).
+ * True when the object is still alive.
+ */
+export function checkNotReleased(
+  t: Task,
+  object: { readonly name: string },
+  released: Origin | null,
+  call: string,
+  rules: readonly string[],
+  message = `${call} on ${object.name} after its release`,
+): boolean {
+  if (!released) return true;
+  t.k.report(t, { code: 'refcount', what: 'use-after-release', object: object.name, released, rules, message });
+  return false;
 }
 
 /** `dma_resv_assert_held()` / `lockdep_assert_held()`: false (and a finding) when not held. */

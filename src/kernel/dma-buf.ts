@@ -23,7 +23,7 @@
  *
  * Models: drivers/dma-buf/dma-buf.c, include/linux/dma-buf.h
  */
-import { apiMisuse, assertNotHeld } from '../checkers/api.ts';
+import { apiMisuse, assertNotHeld, checkNotReleased } from '../checkers/api.ts';
 import type { Origin } from '../checkers/finding.ts';
 import { lockMapTouch, origin } from '../checkers/lockdep.ts';
 import type {
@@ -165,30 +165,12 @@ function invalidateOp(ops: DmaBufAttachOps | null) {
  * needs no declaration of its own.
  */
 export function dma_buf_check_alive(t: Task, buf: DmaBuf, call: string): boolean {
-  if (!buf.released) return true;
-  t.k.report(t, {
-    code: 'refcount',
-    what: 'use-after-release',
-    object: buf.name,
-    released: buf.released,
-    rules: ['I7', 'LT2'],
-    message: `${call} on ${buf.name} after its release`,
-  });
-  return false;
+  return checkNotReleased(t, buf, buf.released, call, ['I7', 'LT2']);
 }
 
 /** Whether the attachment is still attached; a `refcount` finding when not ([LT3], [I7]). */
 function checkAttached(t: Task, a: DmaBufAttachment, call: string): boolean {
-  if (!a.detached) return true;
-  t.k.report(t, {
-    code: 'refcount',
-    what: 'use-after-release',
-    object: a.name,
-    released: a.detached,
-    rules: ['LT3', 'I7'],
-    message: `${call} on ${a.name} after dma_buf_detach freed it`,
-  });
-  return false;
+  return checkNotReleased(t, a, a.detached, call, ['LT3', 'I7'], `${call} on ${a.name} after dma_buf_detach freed it`);
 }
 
 /**

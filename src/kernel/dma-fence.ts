@@ -49,7 +49,7 @@
  *
  * Models: drivers/dma-buf/dma-fence.c, include/linux/dma-fence.h
  */
-import { apiMisuse } from '../checkers/api.ts';
+import { apiMisuse, checkNotReleased } from '../checkers/api.ts';
 import type { Origin } from '../checkers/finding.ts';
 import { lockMapAcquireRead, lockMapRelease, lockMapTouch, origin } from '../checkers/lockdep.ts';
 import { EDEADLK, EINVAL, ENOENT, ERESTARTSYS } from './errno.ts';
@@ -260,16 +260,7 @@ function fencesStep(t: Task, fn: string, kind: 'read' | 'write' | 'wait', fences
 
 /** Whether `f` is still alive; a `refcount` finding when it was released. Call after a step on `f`. */
 function checkAlive(t: Task, f: DmaFence, call: string): boolean {
-  if (!f.released) return true;
-  t.k.report(t, {
-    code: 'refcount',
-    what: 'use-after-release',
-    object: f.name,
-    released: f.released,
-    rules: ['I7', 'F8'],
-    message: `${call} on ${f.name} after its release`,
-  });
-  return false;
+  return checkNotReleased(t, f, f.released, call, ['I7', 'F8']);
 }
 
 // ---------------------------------------------------------------------------
