@@ -39,10 +39,11 @@
  * behaviour [R7] describes; later kernels restart). The array fence of
  * `get_singleton` signals when all of its fences have signalled, with no error
  * propagation and no `signal_on_any`; its callbacks on the fences are added
- * when it is created, and it is never released. The per-fence wait is this
- * file's own default wait (`dma_fence_wait_timeout` below): it does not
- * enable signalling or call a driver's `wait` op, and the lockless readers
- * test the SIGNALED flag only (not `ops.signaled`).
+ * when it is created, and it is never released. The per-fence wait of
+ * `dma_resv_wait_timeout()` is dma-fence.ts's `dma_fence_wait_timeout()`,
+ * which enables signalling and calls a driver's `wait` op as the kernel's
+ * does; the lockless readers test the SIGNALED flag only (not
+ * `ops.signaled`).
  *
  * Explorer declarations: the fence list is its own object (`obj.fences`):
  * lockless readers read it; add, replace, copy and fini write it. Reading
@@ -61,9 +62,11 @@
  *   `dma_resv_add_fence()` drops the signalled entries (in its own declared
  *   step) before it scans. Lockless readers cannot tell (they skip signalled
  *   fences); a locked walk between the reserve and that add still shows them.
- * - A put here that drops a fence's last reference leaves it at refcount 0
- *   without running its release (dma-fence.ts owns that; the model keeps the
- *   memory readable, as RCU would).
+ * - A put here goes through `dma_fence_put_in_step()` (dma-fence.ts): one
+ *   that drops a fence's last reference releases it there and then, inside
+ *   the step that declared the write (`ops.release`, and the WARN for
+ *   callbacks still queued); the model keeps the released fence readable, as
+ *   RCU would.
  *
  * Models: drivers/dma-buf/dma-resv.c, include/linux/dma-resv.h
  */
@@ -213,7 +216,7 @@ export function* dma_resv_lock(t: Task, obj: DmaResv, ctx: WwAcquireCtx | null):
   return yield* ww_mutex_lock(t, obj.lock, ctx, 'dma_resv_lock');
 }
 
-/** `dma_resv_lock_interruptible()`: the ww_mutex wait is not interruptible in the model, so as dma_resv_lock. */
+/** `dma_resv_lock_interruptible()`: as dma_resv_lock, but a pending signal ends the wait with -EINTR ([L6]). */
 export function* dma_resv_lock_interruptible(t: Task, obj: DmaResv, ctx: WwAcquireCtx | null): KGen<number> {
   return yield* ww_mutex_lock(t, obj.lock, ctx, 'dma_resv_lock_interruptible', true);
 }

@@ -10,6 +10,10 @@
  *   up to 1 s (simulated clock) for importers to unmap — WARN on timeout —,
  *   zaps CPU mappings; then the BAR stops decoding ([V3], [V5]);
  * - `unrevoke` re-enables the BAR and clears revoked;
+ * - `close` (device close, `vfio_pci_dma_buf_cleanup`) revokes for good:
+ *   vdev forgotten, buffer unlinked, nothing after it ([V3], [LT11]);
+ * - `vfio_pci_dma_buf_iommufd_map()` is the private interconnect iommufd
+ *   maps through instead of an sg_table ([V7]);
  * - CPU mmap faults under memory_lock (read) and give SIGBUS while revoked
  *   ([C4]).
  *
