@@ -169,4 +169,6 @@ export interface DmaBufExportInfo {
   readonly priv: unknown;
   /** Shared reservation object; null embeds a fresh one. */
   readonly resv?: import('./dma-resv.ts').DmaResv | null;
+  /** The frames backing the buffer now (the model's own addition, for traces and the viewer). */
+  readonly backing?: () => readonly import('./page-alloc.ts').Frame[];
 }

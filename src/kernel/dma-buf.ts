@@ -49,6 +49,7 @@ import {
 import { EBUSY, EINVAL, ENOENT, EOVERFLOW, errname, isErr, type Result } from './errno.ts';
 import type { Kernel } from './kernel.ts';
 import { AddressSpace, type Vma } from './memory.ts';
+import type { Frame } from './page-alloc.ts';
 import { type KGen, KObject, kfn, type Task } from './sched.ts';
 
 /** Pages an unsigned long page offset can address (64-bit, 4 KiB pages), for the [C1] overflow check. */
@@ -75,6 +76,8 @@ export class DmaBuf extends KObject {
   released: Origin | null = null;
   /** The per-buffer inode's address_space (`file->f_mapping`, [C3]). */
   readonly f_mapping: AddressSpace;
+  /** What backs the buffer now, as its exporter says (traces only). */
+  readonly backing: (() => readonly Frame[]) | null;
 
   constructor(k: Kernel, name: string, info: DmaBufExportInfo) {
     super(k, name);
@@ -85,6 +88,7 @@ export class DmaBuf extends KObject {
     this.ownsResv = !info.resv;
     this.resv = info.resv ?? dma_resv_init(k, `${name}->resv`);
     this.f_mapping = new AddressSpace(k, `${name}->file->f_mapping`);
+    this.backing = info.backing ?? null;
   }
 
   override snapshot(): Record<string, unknown> {

@@ -6,9 +6,11 @@
 import type { Finding } from '../checkers/finding.ts';
 import type { Kernel, StepObserver } from '../kernel/kernel.ts';
 import type { AccessKind, Task } from '../kernel/sched.ts';
+import { type WorldState, worldState } from './world.ts';
 
 export const TRACE_FORMAT = 'dmabuf-check-trace';
-export const TRACE_VERSION = 1;
+/** 2: every step carries the whole machine's state after it (`world`). */
+export const TRACE_VERSION = 2;
 
 export interface TraceAccess {
   readonly object: string;
@@ -36,6 +38,8 @@ export interface TraceStep {
   readonly state: Readonly<Record<string, unknown>>;
   /** Indexes into `findings` of what this step found. */
   readonly findings: readonly number[];
+  /** The whole machine after the step (trace/world.ts). */
+  readonly world: WorldState;
 }
 
 export interface Trace {
@@ -55,7 +59,7 @@ export interface Trace {
 /** Records steps as they run (slow: only for replays). */
 export class TraceRecorder implements StepObserver {
   readonly steps: TraceStep[] = [];
-  private pending: Omit<TraceStep, 'state' | 'findings'> | null = null;
+  private pending: Omit<TraceStep, 'state' | 'findings' | 'world'> | null = null;
   private ids: number[] = [];
   private findingsBefore = 0;
 
@@ -93,7 +97,7 @@ export class TraceRecorder implements StepObserver {
     }
     const findings: number[] = [];
     for (let i = this.findingsBefore; i < k.findings.length; i++) findings.push(i);
-    this.steps.push({ ...this.pending, state, findings });
+    this.steps.push({ ...this.pending, state, findings, world: worldState(k) });
     this.pending = null;
   }
 }

@@ -160,13 +160,19 @@ describe('checking the catalogue', () => {
       const t = JSON.parse(replayJson.stdout);
       expect(t).toMatchObject({
         format: 'dmabuf-check-trace',
-        version: 1,
+        version: 2,
         scenario: { name: 'kvm-unlocked-no-retry-vs-ttm-move', file: BUG },
         token,
       });
       expect(t.steps.length).toBeGreaterThan(10);
       expect(t.steps.map((s: { n: number }) => s.n)).toEqual(t.steps.map((_: unknown, i: number) => i + 1));
       expect(t.findings.map((f: { code: string }) => f.code)).toContain('use-after-free');
+      // Every step carries the whole machine: the UAF step shows the stale SPTE.
+      const uaf = t.steps.find((s: { findings: number[] }) => s.findings.length > 0 && s.fn === 'vcpu_enter_guest');
+      expect(uaf.world.translations.some((x: { kind: string; stale: boolean }) => x.kind === 'spte' && x.stale)).toBe(
+        true,
+      );
+      expect(uaf.world.buffers[0].frames.length).toBe(1);
     });
 
     it('replay prints every step and the finding, exit 0', () => {

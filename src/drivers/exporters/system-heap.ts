@@ -94,7 +94,13 @@ export const systemHeap = defineExporter({
         return { pfn: pfnRef(f), max_order: 0 };
       },
     };
-    const buf = yield* dma_buf_export(t, env.name, { exp_name: 'system-heap', ops, pages: env.pages, priv: frames });
+    const buf = yield* dma_buf_export(t, env.name, {
+      exp_name: 'system-heap',
+      ops,
+      pages: env.pages,
+      priv: frames,
+      backing: () => frames,
+    });
     if (isErr(buf)) return buf;
     return { buf, pool, ops: {} };
   },

@@ -271,7 +271,13 @@ export const ttm = defineExporter({
         return { pfn: pfnRef(f), max_order: 0 };
       },
     };
-    const r = yield* dma_buf_export(t, env.name, { exp_name: 'ttm', ops, pages: env.pages, priv: bo });
+    const r = yield* dma_buf_export(t, env.name, {
+      exp_name: 'ttm',
+      ops,
+      pages: env.pages,
+      priv: bo,
+      backing: () => bo.frames,
+    });
     if (isErr(r)) return r;
     buf = r;
     const exported = buf;

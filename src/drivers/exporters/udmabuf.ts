@@ -132,7 +132,13 @@ export const udmabuf = defineExporter({
         return 0;
       },
     };
-    const buf = yield* dma_buf_export(t, env.name, { exp_name: 'udmabuf', ops, pages: env.pages, priv: ubuf });
+    const buf = yield* dma_buf_export(t, env.name, {
+      exp_name: 'udmabuf',
+      ops,
+      pages: env.pages,
+      priv: ubuf,
+      backing: () => frames,
+    });
     if (isErr(buf)) return buf;
     return { buf, pool, ops: {} };
   },

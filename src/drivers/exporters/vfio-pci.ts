@@ -285,7 +285,13 @@ export const vfioPci = defineExporter({
         return { pfn: pfnRef(f), max_order: 0 };
       },
     };
-    const buf = yield* dma_buf_export(t, env.name, { exp_name: 'vfio-pci', ops, pages: env.pages, priv });
+    const buf = yield* dma_buf_export(t, env.name, {
+      exp_name: 'vfio-pci',
+      ops,
+      pages: env.pages,
+      priv,
+      backing: () => bar,
+    });
     if (isErr(buf)) return buf;
     // Under memory_lock (write) and resv: revoked = !memory_enabled; link into vdev ([V1]).
     yield* down_write(t, vdev.memory_lock);
