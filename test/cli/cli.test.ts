@@ -168,7 +168,9 @@ describe('checking the catalogue', () => {
       expect(t.steps.map((s: { n: number }) => s.n)).toEqual(t.steps.map((_: unknown, i: number) => i + 1));
       expect(t.findings.map((f: { code: string }) => f.code)).toContain('use-after-free');
       // Every step carries the whole machine: the UAF step shows the stale SPTE.
-      const uaf = t.steps.find((s: { findings: number[] }) => s.findings.length > 0 && s.fn === 'vcpu_enter_guest');
+      const uaf = t.steps.find(
+        (s: { findings: number[]; fn: string }) => s.findings.length > 0 && s.fn === 'vcpu_enter_guest',
+      );
       expect(uaf.world.translations.some((x: { kind: string; stale: boolean }) => x.kind === 'spte' && x.stale)).toBe(
         true,
       );
