@@ -63,6 +63,8 @@ interface FindingBase {
   readonly step: number;
   /** Thread that was running. */
   readonly thread: string;
+  /** The scenario op it was running ("kvm.access { page: 0 }"; a setup or teardown phase). */
+  readonly op: string;
   /** Kernel function performing the offending access or call. */
   readonly fn: string;
   readonly stack: readonly string[];

@@ -65,6 +65,8 @@ export interface ExporterDef {
   readonly options: Readonly<Record<string, OptionSpec>>;
   /** Thread ops on the buffer besides `get` and `put`. */
   readonly ops: Readonly<Record<string, OpSpec>>;
+  /** The kernel function that creates the buffer (on the setup stack in reports). */
+  readonly exportCall?: string;
   /** Exports the buffer during setup. */
   export(t: Task, env: ExporterEnv): KGen<Result<ExportedBuffer>>;
 }

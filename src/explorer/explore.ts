@@ -154,24 +154,40 @@ function searchFirst(s: Searcher, pred: Pred, budget: number): ExecResult | null
 }
 
 /** The execution satisfying `pred` with the fewest preemptions (within budget). */
+/** Orders counterexamples: fewer preemptions, then fewer context switches, then fewer steps. */
+function shorter(a: ExecResult, b: ExecResult): boolean {
+  if (a.preemptions !== b.preemptions) return a.preemptions < b.preemptions;
+  if (a.switches !== b.switches) return a.switches < b.switches;
+  return a.schedule.length < b.schedule.length;
+}
+
+/**
+ * The shortest execution satisfying `pred` (within budget): preemption
+ * bounds 0, 1, … (iterative context bounding); the first bound with a hit is
+ * explored to its end, keeping the execution with the fewest context
+ * switches, then the fewest steps.
+ */
 function minimise(s: Searcher, found: ExecResult, pred: Pred, budget: number): ExecResult {
   let best = found;
-  for (let bound = 0; bound < best.preemptions; bound++) {
+  // No context switch at all: nothing to gain.
+  if (found.switches === 0) return found;
+  for (let bound = 0; bound <= best.preemptions; bound++) {
     const src = new PreemptionBoundedDfs(bound);
     let spent = 0;
+    let hit = false;
     for (;;) {
       const r = run(s, src);
       s.extra++;
       s.extraSteps += r.steps;
       spent++;
       if (pred(r) && r.status !== 'abandoned') {
-        if (r.preemptions < best.preemptions || (r.preemptions === best.preemptions && r.steps < best.steps)) best = r;
-        return best;
+        hit = true;
+        if (shorter(r, best)) best = r;
       }
       if (spent >= budget || !src.advance() || outOfTime(s)) break;
       if (spent % 256 === 0) s.opts.onProgress?.({ executions: s.extra, steps: 0, phase: 'minimise' });
     }
-    if (s.stopped) break;
+    if (hit || s.stopped) break;
   }
   return best;
 }

@@ -108,6 +108,7 @@ export class Kernel {
       ...detail,
       step: this.step,
       thread: t.name,
+      op: t.op,
       fn: stepFn ?? t.fn,
       stack: stepFn ? callStack(t) : t.stack.slice(),
     } as Finding);

@@ -24,6 +24,10 @@ function originLines(title: string, o: Origin | null): string[] {
   return [`${title} thread ${o.thread} at step ${o.step}:`, ...backtrace(o.stack), ''];
 }
 
+function opOf(f: Finding): string {
+  return f.op ? ` (${f.op})` : '';
+}
+
 function via(tr: TranslationInfo): string {
   const what = tr.kind === 'spte' ? 'SPTE' : tr.kind === 'pte' ? 'CPU PTE' : 'DMA mapping';
   return `${tr.importer}'s ${what} for ${tr.buffer} page ${tr.page}`;
@@ -89,7 +93,7 @@ export function findingBody(f: Finding): string[] {
     case 'use-after-free': {
       const out = [
         `BUG: KASAN: use-after-free in ${f.fn}`,
-        `Access to pfn ${hex(f.frame.pfn)} [${f.frame.pool}] by thread ${f.thread} at step ${f.step}: ${f.access.how} access through ${via(f.access.via)}`,
+        `${f.access.how === 'guest' ? 'Guest access' : f.access.how === 'cpu' ? 'CPU access' : 'DMA'} to pfn ${hex(f.frame.pfn)} [${f.frame.pool}] by thread ${f.thread}${opOf(f)} at step ${f.step}, through ${via(f.access.via)}`,
         '',
         ...backtrace(f.stack),
         '',
@@ -113,7 +117,7 @@ export function findingBody(f: Finding): string[] {
     case 'access-after-revoke':
       return [
         `BUG: access after revoke in ${f.fn}`,
-        `Access to MMIO pfn ${hex(f.frame.pfn)} [${f.frame.pool}] by thread ${f.thread} at step ${f.step}: ${f.access.how} access through ${via(f.access.via)}`,
+        `${f.access.how === 'guest' ? 'Guest access' : f.access.how === 'cpu' ? 'CPU access' : 'DMA'} to MMIO pfn ${hex(f.frame.pfn)} [${f.frame.pool}] by thread ${f.thread}${opOf(f)} at step ${f.step}, through ${via(f.access.via)}`,
         '',
         ...backtrace(f.stack),
         '',

@@ -60,7 +60,9 @@ class ScenarioWorld implements World {
   *setup(t: Task): KGen {
     for (const b of this.spec.buffers) {
       t.op = `export ${b.name} (${b.exporter.name})`;
+      t.stack.push(b.exporter.exportCall ?? 'dma_buf_export');
       const r = yield* b.exporter.export(t, { k: this.k, name: b.name, pages: b.pages, options: b.options });
+      t.stack.pop();
       if (isErr(r)) {
         apiMisuse(
           t,

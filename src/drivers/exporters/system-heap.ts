@@ -25,6 +25,7 @@ import { mapFrames, unmapFrames, vmapFrames, vunmapFrames } from './common.ts';
 
 export const systemHeap = defineExporter({
   name: 'system-heap',
+  exportCall: 'system_heap_allocate',
   summary: 'pages allocated at export, never moved',
   options: {},
   ops: {},

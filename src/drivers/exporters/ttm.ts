@@ -172,6 +172,7 @@ const ttm_bo_handle_move_mem = kfn(
 
 export const ttm = defineExporter({
   name: 'ttm',
+  exportCall: 'ttm_bo_init_reserved',
   summary: 'TTM-like buffer object that moves between VRAM and system memory',
   options: {
     placement: { type: 'enum', values: ['vram', 'system'], default: 'vram', doc: 'initial placement' },

@@ -62,6 +62,7 @@ export class Udmabuf extends KObject {
 
 export const udmabuf = defineExporter({
   name: 'udmabuf',
+  exportCall: 'udmabuf_create',
   summary: 'memfd pages pinned at UDMABUF_CREATE, never moved',
   options: {},
   ops: {},

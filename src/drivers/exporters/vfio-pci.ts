@@ -209,6 +209,7 @@ export const vfio_pci_dma_buf_iommufd_map = kfn(
 
 export const vfioPci = defineExporter({
   name: 'vfio-pci',
+  exportCall: 'vfio_pci_core_feature_dma_buf',
   summary: 'MMIO BAR ranges, never moved, revocable',
   options: {},
   ops: {
