@@ -25,11 +25,12 @@ import { PreemptionBoundedDfs } from './bounded.ts';
 import { SleepSetDfs } from './dfs.ts';
 import { DporSource } from './dpor.ts';
 import { type ChoiceSource, type ExecResult, runExecution } from './execution.ts';
+import { Pct, pctHitProbability } from './pct.ts';
 import type { Program } from './program.ts';
 import { RandomWalk } from './random.ts';
 import { encodeToken, type ReplayToken } from './token.ts';
 
-export type Strategy = 'dfs' | 'sleep' | 'naive' | 'random';
+export type Strategy = 'dfs' | 'sleep' | 'naive' | 'random' | 'pct' | 'portfolio';
 export type Verdict = 'safe' | 'bug' | 'unknown';
 export type StopReason = 'max-executions' | 'timeout' | 'step-limit';
 
@@ -88,6 +89,21 @@ export interface ExploreStats {
   complete: boolean;
   /** Every finding code seen (with stopOnFinding false: over all executions). */
   codes: FindingCode[];
+  /** PCT runs by depth and the guarantee they give (strategies pct and portfolio). */
+  pct: PctGuarantee[];
+}
+
+/** What the PCT executions of one depth guarantee ([Burckhardt et al. 2010]). */
+export interface PctGuarantee {
+  readonly depth: number;
+  readonly runs: number;
+  /** Threads and the step bound k the change points were drawn below. */
+  readonly threads: number;
+  readonly k: number;
+  /** Probability that one run hits a given bug of this depth: at least 1 / (n · k^(d-1)). */
+  readonly perRun: number;
+  /** Upper bound on the probability that every run missed such a bug. */
+  readonly miss: number;
 }
 
 export interface ExploreResult {
@@ -226,19 +242,39 @@ export function explore(program: Program, opts: ExploreOptions = {}): ExploreRes
     extraSteps: 0,
     complete: false,
     codes: [],
+    pct: [],
   };
   const codes = new Set<FindingCode>();
   let found: ExecResult | null = null;
 
-  const dfs =
-    strategy === 'random' ? null : strategy === 'dfs' ? new DporSource() : new SleepSetDfs(strategy === 'sleep');
+  const randomised = strategy === 'random' || strategy === 'pct' || strategy === 'portfolio';
+  const dfs = randomised ? null : strategy === 'dfs' ? new DporSource() : new SleepSetDfs(strategy === 'sleep');
+  const seed = opts.seed ?? 1;
+  const pctRuns = [0, 0, 0, 0];
+  /** Steps the longest execution so far took: PCT draws its change points below it. */
+  let k = 1;
   for (;;) {
     if (stats.executions >= maxExecutions) {
       s.stopped = 'max-executions';
       break;
     }
-    const src: ChoiceSource = dfs ?? new RandomWalk(opts.seed ?? 1, stats.executions);
+    let src: ChoiceSource;
+    if (dfs) {
+      src = dfs;
+    } else {
+      // The portfolio alternates random walk and PCT of depth 1, 2, 3 (as Coyote does by default).
+      const i = stats.executions;
+      const usePct = strategy === 'pct' || (strategy === 'portfolio' && i % 2 === 1);
+      if (usePct) {
+        const d = 1 + ((strategy === 'pct' ? i : i >> 1) % 3);
+        pctRuns[d] = (pctRuns[d] ?? 0) + 1;
+        src = new Pct(seed, i, program.threads.length, k, d);
+      } else {
+        src = new RandomWalk(seed, i);
+      }
+    }
     const r = run(s, src);
+    if (r.schedule.length > k) k = r.schedule.length;
     stats.executions++;
     stats.steps += r.steps;
     opts.onExecution?.(r);
@@ -272,6 +308,12 @@ export function explore(program: Program, opts: ExploreOptions = {}): ExploreRes
       wanted = (opts.minimise ?? true) ? minimise(s, hit, hasCode(want), budget) : hit;
       for (const f of wanted.findings) codes.add(f.code);
     }
+  }
+  for (let d = 1; d <= 3; d++) {
+    const runs = pctRuns[d] ?? 0;
+    if (!runs) continue;
+    const perRun = pctHitProbability(program.threads.length, k, d);
+    stats.pct.push({ depth: d, runs, threads: program.threads.length, k, perRun, miss: (1 - perRun) ** runs });
   }
   stats.extraExecutions = s.extra;
   stats.extraSteps = s.extraSteps;

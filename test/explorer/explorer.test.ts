@@ -140,3 +140,30 @@ describe('replay tokens', () => {
     expect(() => decodeToken('dc1.0123abcd.a99999999999')).toThrow(/run length/);
   });
 });
+
+describe('randomised search: PCT and the portfolio', () => {
+  it('PCT finds the get_pfn race and reports its bug-depth guarantee', () => {
+    const r = explore(program('kvm-unlocked-no-retry-vs-ttm-move'), {
+      strategy: 'pct',
+      stopOnFinding: false,
+      minimise: false,
+      maxExecutions: 300,
+    });
+    expect(r.stats.codes).toContain('use-after-free');
+    expect(r.verdict).toBe('bug');
+    const d2 = r.stats.pct.find((g) => g.depth === 2);
+    expect(d2?.runs).toBe(100);
+    expect(d2?.perRun).toBeCloseTo(1 / (2 * (d2?.k ?? 1)));
+    expect(d2?.miss).toBeCloseTo((1 - (d2?.perRun ?? 0)) ** 100);
+  });
+
+  it('the portfolio alternates random walk and PCT, reproducibly, and never claims safe', () => {
+    const a = explore(program('rogue-mmap-vs-ttm-move'), { strategy: 'portfolio', seed: 3, maxExecutions: 500 });
+    const b = explore(program('rogue-mmap-vs-ttm-move'), { strategy: 'portfolio', seed: 3, maxExecutions: 500 });
+    expect(a.verdict).toBe('bug');
+    expect(a.counterexample?.token).toBe(b.counterexample?.token);
+    const safe = explore(program('kvm-unlocked-retry-vs-ttm-move'), { strategy: 'portfolio', maxExecutions: 40 });
+    expect(safe.verdict).toBe('unknown');
+    expect(safe.stats.pct.reduce((n, g) => n + g.runs, 0)).toBe(20);
+  });
+});
