@@ -18,12 +18,21 @@ import { TokenError } from '../explorer/token.ts';
 import { colors } from '../report/colors.ts';
 import { documentJson, type InputErrorJson } from '../report/json.ts';
 import { renderFinding, renderResult } from '../report/kernel-text.ts';
+import { traceMermaid } from '../report/mermaid.ts';
 import { compile } from '../scenario/compile.ts';
 import { ScenarioError } from '../scenario/errors.ts';
 import { loadScenario } from '../scenario/load-yaml.ts';
 import { replayToken } from '../trace/replay.ts';
 import { loadDriverModules, readScenarioText, scenarioFiles, UsageError } from './files.ts';
 import { formatReplay } from './format-replay.ts';
+import {
+  addCheckOutputOptions,
+  addReplayOutputOptions,
+  CheckOutputs,
+  type OutputFlags,
+  replayHtml,
+} from './outputs.ts';
+import { registerPlayground } from './playground.ts';
 import { progressLine } from './progress.ts';
 
 const EXIT_OK = 0;
@@ -64,7 +73,7 @@ function shown(file: string): string {
   return rel && !rel.startsWith('..') && !path.isAbsolute(rel) ? rel : file;
 }
 
-interface CheckCliOptions {
+interface CheckCliOptions extends OutputFlags {
   json?: boolean;
   maxExecutions?: number;
   timeout?: number;
@@ -88,7 +97,10 @@ async function runCheck(paths: string[], o: CheckCliOptions): Promise<number> {
       process.stderr.write(`dmabuf-check: ${e.message}\n`);
     }
   }
-  const c = colors(o.color !== false && !o.json && process.stdout.isTTY === true && pc.isColorSupported);
+  const outputs = new CheckOutputs(o, files.size > 1);
+  // With --mermaid, stdout carries only the diagrams: the reports go to stderr.
+  const out = o.mermaid ? process.stderr : process.stdout;
+  const c = colors(o.color !== false && !o.json && out.isTTY === true && pc.isColorSupported);
   const progress = progressLine(process.stderr);
   for (const file of files) {
     const name = shown(file);
@@ -120,7 +132,8 @@ async function runCheck(paths: string[], o: CheckCliOptions): Promise<number> {
       });
       progress.clear();
       results.push(r);
-      if (!o.json) process.stdout.write(`${renderResult(r, { file: name }, c)}\n`);
+      if (!o.json) out.write(`${renderResult(r, { file: name }, c)}\n`);
+      outputs.add(spec, r, name);
     } catch (e) {
       progress.clear();
       if (e instanceof ScenarioError) {
@@ -144,7 +157,7 @@ async function runCheck(paths: string[], o: CheckCliOptions): Promise<number> {
   } else {
     const parts = [`${results.length - failed} passed`, `${failed} failed`];
     if (errors.length) parts.push(`${errors.length} not checked (bad input)`);
-    process.stdout.write(
+    out.write(
       `\n${results.length + errors.length} scenario${results.length + errors.length === 1 ? '' : 's'}: ${parts.join(', ')}\n`,
     );
   }
@@ -152,7 +165,7 @@ async function runCheck(paths: string[], o: CheckCliOptions): Promise<number> {
   return failed ? EXIT_NOT_MET : EXIT_OK;
 }
 
-interface ReplayCliOptions {
+interface ReplayCliOptions extends OutputFlags {
   token: string[];
   json?: boolean;
   trace?: string;
@@ -165,9 +178,12 @@ async function runReplay(file: string, o: ReplayCliOptions): Promise<number> {
   const modules = await loadDriverModules(file, text);
   const spec = loadScenario(text, name, { modules });
   const tokens = o.token;
+  const html = replayHtml(o);
   const { result, trace } = replayToken(compile(spec), tokens[tokens.length - 1] as string, name, tokens.slice(0, -1));
   if (o.json) {
     process.stdout.write(`${JSON.stringify(trace, null, 2)}\n`);
+  } else if (o.mermaid) {
+    process.stdout.write(traceMermaid(trace));
   } else {
     const c = colors(o.color !== false && process.stdout.isTTY === true && pc.isColorSupported);
     process.stdout.write(`${formatReplay(trace)}\n`);
@@ -182,6 +198,7 @@ async function runReplay(file: string, o: ReplayCliOptions): Promise<number> {
       throw new UsageError(`--trace ${o.trace}: cannot write the trace: ${(e as Error).message}`);
     }
   }
+  html(trace);
   return EXIT_OK;
 }
 
@@ -193,7 +210,7 @@ function buildProgram(setExit: (code: number) => void): Command {
     .exitOverride()
     .configureOutput({ writeErr: (s) => process.stderr.write(s), writeOut: (s) => process.stdout.write(s) });
 
-  program
+  const check = program
     .command('check', { isDefault: true })
     .description('check scenario files (a directory means every *.yaml under it); default: the bundled catalogue')
     .argument('[paths...]', 'scenario files or directories')
@@ -211,10 +228,10 @@ function buildProgram(setExit: (code: number) => void): Command {
         'dfs: exhaustive with partial-order reduction (default); sleep: exhaustive, sleep sets only; naive: every interleaving; random: seeded random walk (never proves safe)',
       ).choices(['dfs', 'sleep', 'naive', 'random']),
     )
-    .option('--no-color', 'no colours even on a terminal')
-    .action(async (paths: string[], o: CheckCliOptions) => setExit(await runCheck(paths, o)));
+    .option('--no-color', 'no colours even on a terminal');
+  addCheckOutputOptions(check).action(async (paths: string[], o: CheckCliOptions) => setExit(await runCheck(paths, o)));
 
-  program
+  const replay = program
     .command('replay')
     .description('re-run exactly the interleaving a replay token names and print every step')
     .argument('<file>', 'the scenario file the token was printed for')
@@ -225,8 +242,9 @@ function buildProgram(setExit: (code: number) => void): Command {
     )
     .option('--json', 'print the trace as JSON')
     .option('--trace <file>', 'also write the trace as JSON to this file')
-    .option('--no-color', 'no colours even on a terminal')
-    .action(async (file: string, o: ReplayCliOptions) => setExit(await runReplay(file, o)));
+    .option('--no-color', 'no colours even on a terminal');
+  addReplayOutputOptions(replay).action(async (file: string, o: ReplayCliOptions) => setExit(await runReplay(file, o)));
+  registerPlayground(program, setExit);
   return program;
 }
 

@@ -1,4 +1,6 @@
-/** The playground page (placeholder until the playground lands). */
+/** The playground page (see App.tsx). */
 import { render } from 'preact';
+import { App } from './App.tsx';
+import './style.css';
 
-render(<p>dmabuf-check playground</p>, document.getElementById('app') as HTMLElement);
+render(<App />, document.getElementById('app') as HTMLElement);

@@ -15,6 +15,6 @@ export default defineConfig({
     cssCodeSplit: false,
     modulePreload: false,
   },
-  worker: { format: 'es' },
+  worker: { format: 'iife' },
   plugins: [inlineIntoHtml()],
 });
