@@ -225,8 +225,8 @@ function buildProgram(setExit: (code: number) => void): Command {
     .addOption(
       new Option(
         '--strategy <name>',
-        'dfs: exhaustive with partial-order reduction (default); sleep: exhaustive, sleep sets only; naive: every interleaving; random: seeded random walk (never proves safe)',
-      ).choices(['dfs', 'sleep', 'naive', 'random']),
+        'dfs: exhaustive, optimal partial-order reduction (default); dpor: exhaustive, classic DPOR with sleep sets; sleep: exhaustive, sleep sets only; naive: every interleaving; random, pct, portfolio: seeded random search (never proves safe)',
+      ).choices(['dfs', 'dpor', 'sleep', 'naive', 'random', 'pct', 'portfolio']),
     )
     .option('--no-color', 'no colours even on a terminal');
   addCheckOutputOptions(check).action(async (paths: string[], o: CheckCliOptions) => setExit(await runCheck(paths, o)));

@@ -32,6 +32,8 @@ export interface ChoiceSource {
    * Returns -1 to abandon the execution (it is redundant).
    */
   choose(x: ExecState, enabled: number): number;
+  /** The interleaved part of the execution ended (all done, deadlock, step limit or abandoned). */
+  finish?(x: ExecState): void;
 }
 
 export interface ExecResult {
@@ -159,15 +161,22 @@ export function runExecution(program: Program, source: ChoiceSource, opts: ExecO
     if (enabled === 0) {
       if (unfinished === 0) break;
       if (advanceClock(k, threads)) continue;
+      source.finish?.(state);
       reportDeadlock(
         k,
         threads.filter((t) => !t.done),
       );
       return finish('deadlock');
     }
-    if (state.depth >= maxSteps) return finish('step-limit');
+    if (state.depth >= maxSteps) {
+      source.finish?.(state);
+      return finish('step-limit');
+    }
     const c = source.choose(state, enabled);
-    if (c < 0) return finish('abandoned');
+    if (c < 0) {
+      source.finish?.(state);
+      return finish('abandoned');
+    }
     if (state.last >= 0 && c !== state.last) {
       switches++;
       if (enabled & (1 << state.last)) preemptions++;
@@ -178,6 +187,7 @@ export function runExecution(program: Program, source: ChoiceSource, opts: ExecO
     stepOnce(k, threads[c] as Task, observer);
   }
 
+  source.finish?.(state);
   const down = k.newTask('teardown');
   if (!runAlone(k, down, world.teardown(down), observer, maxSteps)) {
     reportDeadlock(k, [down]);

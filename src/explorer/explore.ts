@@ -1,9 +1,12 @@
 /**
  * The explorer: runs a program over its interleavings and returns a verdict.
  *
- * - `dfs` (default): exhaustive depth-first search with dynamic partial-order
- *   reduction and sleep sets (explorer/dpor.ts). Finishing with no finding
- *   proves the scenario safe (up to the model).
+ * - `dfs` (default; also `optimal`): exhaustive depth-first search with
+ *   optimal dynamic partial-order reduction (wakeup trees, explorer/optimal.ts):
+ *   one execution per Mazurkiewicz trace. Finishing with no finding proves the
+ *   scenario safe (up to the model).
+ * - `dpor`: the classic DPOR of Flanagan and Godefroid with sleep sets
+ *   (explorer/dpor.ts), for comparison.
  * - `sleep`: exhaustive depth-first search with sleep sets only (explorer/dfs.ts),
  *   for comparison.
  * - `random`: seeded random walk, for scenarios too big to finish; it can
@@ -20,17 +23,18 @@
  */
 import type { Finding, FindingCode } from '../checkers/finding.ts';
 import { LockGraph } from '../checkers/lockdep.ts';
-import type { KernelConfig } from '../kernel/kernel.ts';
+import type { KernelConfig, StepObserver } from '../kernel/kernel.ts';
 import { PreemptionBoundedDfs } from './bounded.ts';
 import { SleepSetDfs } from './dfs.ts';
 import { DporSource } from './dpor.ts';
 import { type ChoiceSource, type ExecResult, runExecution } from './execution.ts';
+import { OptimalDporSource } from './optimal.ts';
 import { Pct, pctHitProbability } from './pct.ts';
 import type { Program } from './program.ts';
 import { RandomWalk } from './random.ts';
 import { encodeToken, type ReplayToken } from './token.ts';
 
-export type Strategy = 'dfs' | 'sleep' | 'naive' | 'random' | 'pct' | 'portfolio';
+export type Strategy = 'dfs' | 'optimal' | 'dpor' | 'sleep' | 'naive' | 'random' | 'pct' | 'portfolio';
 export type Verdict = 'safe' | 'bug' | 'unknown';
 export type StopReason = 'max-executions' | 'timeout' | 'step-limit';
 
@@ -55,6 +59,8 @@ export interface ExploreOptions {
   readonly maxSteps?: number;
   /** Called after every execution of the main search (tests compare strategies with it). */
   readonly onExecution?: (r: ExecResult) => void;
+  /** Observes every step of every execution of the main search (the Mazurkiewicz trace counter uses it). */
+  readonly observer?: StepObserver;
   /** Called about every 256 executions. */
   readonly onProgress?: (p: Progress) => void;
 }
@@ -81,6 +87,11 @@ export interface ExploreStats {
   steps: number;
   /** Executions abandoned because every runnable thread was asleep. */
   redundant: number;
+  /**
+   * Optimal DPOR only: wakeup branches found blocked when their turn came
+   * (explorer/optimal.ts); each was replaced by classic DPOR's branches.
+   */
+  fallbacks: number;
   /** Executions spent minimising and in targeted searches. */
   extraExecutions: number;
   /** Steps of those executions. */
@@ -209,10 +220,11 @@ function minimise(s: Searcher, found: ExecResult, pred: Pred, budget: number): E
 }
 
 /** Runs one execution: every execution of an exploration shares lockdep's graph, as one kernel run would. */
-function run(s: Searcher, src: ChoiceSource): ExecResult {
+function run(s: Searcher, src: ChoiceSource, observer?: StepObserver): ExecResult {
   const o = s.opts;
   return runExecution(s.program, src, {
     ...(o.config ? { config: o.config } : {}),
+    ...(observer ? { observer } : {}),
     ...(o.maxSteps !== undefined ? { maxSteps: o.maxSteps } : {}),
     lockGraph: s.graph,
     execution: s.executions++,
@@ -238,6 +250,7 @@ export function explore(program: Program, opts: ExploreOptions = {}): ExploreRes
     executions: 0,
     steps: 0,
     redundant: 0,
+    fallbacks: 0,
     extraExecutions: 0,
     extraSteps: 0,
     complete: false,
@@ -248,7 +261,10 @@ export function explore(program: Program, opts: ExploreOptions = {}): ExploreRes
   let found: ExecResult | null = null;
 
   const randomised = strategy === 'random' || strategy === 'pct' || strategy === 'portfolio';
-  const dfs = randomised ? null : strategy === 'dfs' ? new DporSource() : new SleepSetDfs(strategy === 'sleep');
+  const optimal = strategy === 'dfs' || strategy === 'optimal' ? new OptimalDporSource() : null;
+  const dfs = randomised
+    ? null
+    : (optimal ?? (strategy === 'dpor' ? new DporSource() : new SleepSetDfs(strategy === 'sleep')));
   const seed = opts.seed ?? 1;
   const pctRuns = [0, 0, 0, 0];
   /** Steps the longest execution so far took: PCT draws its change points below it. */
@@ -273,7 +289,7 @@ export function explore(program: Program, opts: ExploreOptions = {}): ExploreRes
         src = new RandomWalk(seed, i);
       }
     }
-    const r = run(s, src);
+    const r = run(s, src, opts.observer);
     if (r.schedule.length > k) k = r.schedule.length;
     stats.executions++;
     stats.steps += r.steps;
@@ -315,6 +331,7 @@ export function explore(program: Program, opts: ExploreOptions = {}): ExploreRes
     const perRun = pctHitProbability(program.threads.length, k, d);
     stats.pct.push({ depth: d, runs, threads: program.threads.length, k, perRun, miss: (1 - perRun) ** runs });
   }
+  if (optimal) stats.fallbacks = optimal.fallbacks;
   stats.extraExecutions = s.extra;
   stats.extraSteps = s.extraSteps;
   stats.codes = [...codes].sort();

@@ -1,0 +1,579 @@
+/**
+ * Optimal dynamic partial-order reduction with wakeup trees (Abdulla, Aronis,
+ * Jonsson and Sagonas, POPL 2014; JACM 2017): explores exactly one execution
+ * per Mazurkiewicz trace, and never an execution whose runnable threads are
+ * all asleep.
+ *
+ * Stateless and depth-first, like the other sources: each execution re-runs
+ * the program from the start, replaying a prefix of choices. Each node of the
+ * current path keeps
+ * - its sleep set: threads whose continuation from here is already covered
+ *   (explored branches, and those inherited from the parent while their pending
+ *   step stays independent of what ran);
+ * - its wakeup tree: ordered sequences of steps still to explore from here;
+ *   the first branch is the one being explored.
+ *
+ * After each execution E, every race e ⋖ e′ (e and e′ of different threads,
+ * dependent, e happens before e′ with nothing in between) that can be
+ * reversed gives the sequence v = notdep(e, E)·e′ — the steps after e that do
+ * not happen after e, then e′ — to explore from the state before e, unless a
+ * thread asleep there is a weak initial of v (v would then be equivalent to an
+ * explored continuation); it is inserted into that node's wakeup tree unless
+ * an existing branch already starts it up to reordering of independent steps.
+ *
+ * Blocking steps (a lock, a fence wait) are not always enabled, which the
+ * original algorithm assumes. A race is reversed only when e′ is enabled
+ * after notdep(e, E): the state of the object e′ blocks on is then the state
+ * it had at some node of E, and the explorer saw there whether e′ could run.
+ * In particular an unlock and the lock it lets through are not reversible; the
+ * lock races with the previous acquisition instead (as in Nidhugg). When that
+ * cannot be decided (the pending step of e′'s thread was never observed in
+ * that state), the race is reversed; if the branch then turns out to be
+ * blocked, it is dropped and every runnable thread not asleep there becomes a
+ * branch (classic DPOR's fallback, sound but not optimal), counted in
+ * `fallbacks`. Timed waits are decided that way too (time passes only when
+ * every thread is blocked, which no single object records).
+ */
+import { DmaFence } from '../kernel/dma-fence.ts';
+import { Lock } from '../kernel/locking.ts';
+import { accDependent, MAX_ACCESSES, runnable, type Step, type Task } from '../kernel/sched.ts';
+import { NondeterminismError, preferred } from './dfs.ts';
+import type { ChoiceSource, ExecState } from './execution.ts';
+
+/** A step as the race analysis and the wakeup trees need it. */
+interface Ev {
+  tid: number;
+  /** 1-based index among the thread's steps in this execution. */
+  seq: number;
+  readonly acc: Int32Array;
+  nacc: number;
+  global: boolean;
+  /** Object whose state decides whether the step can run (-1: none or unknown). */
+  blockObj: number;
+  /** The step can block (a blocker) or time out. */
+  blocking: boolean;
+  timed: boolean;
+  /** A lock operation: the lock's id (else -1), acquire or release, shared or exclusive. */
+  lockObj: number;
+  acquire: boolean;
+  shared: boolean;
+  /** A plain blocking acquisition: runnable exactly when the lock is free in its mode. */
+  plainLock: boolean;
+  /** Signals this fence (else -1). */
+  signals: number;
+  /** An uninterruptible wait for a fence: runnable exactly once the fence is signalled. */
+  fenceWait: boolean;
+}
+
+/** An executed step: an Ev with its vector clock and its thread's previous step. */
+interface Event extends Ev {
+  vc: Int32Array;
+  /** Index of the same thread's previous step in the execution, or -1. */
+  prev: number;
+}
+
+interface WNode {
+  readonly tid: number;
+  readonly ev: Ev;
+  children: WNode[];
+}
+
+interface ONode {
+  enabled: number;
+  /** Threads asleep here: inherited, plus every branch already explored. */
+  sleep: number;
+  /** Branches left, the first being explored. */
+  wut: WNode[];
+  chosen: number;
+}
+
+const EMPTY = new Int32Array(0);
+
+function join(into: Int32Array, from: Int32Array | undefined): void {
+  if (!from) return;
+  for (let i = 0; i < into.length; i++) if ((from[i] as number) > (into[i] as number)) into[i] = from[i] as number;
+}
+
+function newEv(): Ev {
+  return {
+    tid: 0,
+    seq: 0,
+    acc: new Int32Array(MAX_ACCESSES),
+    nacc: 0,
+    global: false,
+    blockObj: -1,
+    blocking: false,
+    timed: false,
+    lockObj: -1,
+    acquire: false,
+    shared: false,
+    plainLock: false,
+    signals: -1,
+    fenceWait: false,
+  };
+}
+
+function fill(e: Ev, tid: number, s: Step): void {
+  if (s.refresh !== null) s.refresh(s);
+  e.tid = tid;
+  e.nacc = s.nacc;
+  e.acc.set(s.acc.subarray(0, s.nacc));
+  e.global = s.global;
+  e.timed = s.deadline !== Number.POSITIVE_INFINITY;
+  e.blocking = s.blocker !== null || e.timed;
+  const b = s.blocker as { id?: unknown } | null;
+  e.blockObj = b !== null && typeof b.id === 'number' ? b.id : s.blocker !== null && s.obj ? s.obj.id : -1;
+  const isLock = (s.kind === 'lock' || s.kind === 'unlock') && s.obj instanceof Lock;
+  e.lockObj = isLock && s.obj ? s.obj.id : -1;
+  e.acquire = s.kind === 'lock';
+  e.shared = s.mode === 1;
+  e.plainLock = isLock && s.kind === 'lock' && (s.blocker as unknown) === s.obj && s.arg === null && !e.timed;
+  e.signals = s.kind === 'signal' && s.obj ? s.obj.id : -1;
+  e.fenceWait = s.blocker instanceof DmaFence && s.arg === null && !e.timed;
+}
+
+function copyEv(e: Ev): Ev {
+  const c = newEv();
+  c.tid = e.tid;
+  c.seq = e.seq;
+  c.nacc = e.nacc;
+  c.acc.set(e.acc.subarray(0, e.nacc));
+  c.global = e.global;
+  c.blockObj = e.blockObj;
+  c.blocking = e.blocking;
+  c.timed = e.timed;
+  c.lockObj = e.lockObj;
+  c.acquire = e.acquire;
+  c.shared = e.shared;
+  c.plainLock = e.plainLock;
+  c.signals = e.signals;
+  c.fenceWait = e.fenceWait;
+  return c;
+}
+
+function dep(a: Ev, b: Ev): boolean {
+  return a.global || b.global || accDependent(a.acc, a.nacc, b.acc, b.nacc);
+}
+
+function touches(e: Ev, obj: number): boolean {
+  if (e.global) return true;
+  for (let i = 0; i < e.nacc; i++) if ((e.acc[i] as number) >> 1 === obj) return true;
+  return false;
+}
+
+/**
+ * Whether thread `r`, whose next step is `next`, is a weak initial of `v`:
+ * its first step in v has no step of v before it that it depends on, or it
+ * has none in v and its next step is independent of every step of v.
+ */
+function weakInitial(r: number, next: Ev, v: readonly Ev[]): boolean {
+  for (let k = 0; k < v.length; k++) {
+    const e = v[k] as Ev;
+    if (e.tid !== r) continue;
+    for (let m = 0; m < k; m++) if (dep(v[m] as Ev, e)) return false;
+    return true;
+  }
+  for (const e of v) if (dep(next, e)) return false;
+  return true;
+}
+
+function chain(v: readonly Ev[]): WNode {
+  let node: WNode | null = null;
+  for (let k = v.length - 1; k >= 0; k--) {
+    const e = v[k] as Ev;
+    node = { tid: e.tid, ev: e, children: node ? [node] : [] };
+  }
+  return node as WNode;
+}
+
+export class OptimalDporSource implements ChoiceSource {
+  private readonly nodes: ONode[] = [];
+  private readonly events: Event[] = [];
+  private enabledAt: number[] = [];
+  private branch = 0;
+  private resuming = false;
+  private finished = false;
+  /** For the node about to be created: its inherited sleep set and wakeup tree. */
+  private nextSleep = 0;
+  private nextWut: WNode[] = [];
+  /** Events from this depth on are new in this execution (the race analysis starts there). */
+  private analyseFrom = 0;
+  private depth = 0;
+  /** Per execution: vector clock and last event of each thread, last accesses per object. */
+  private threadVc: Int32Array[] = [];
+  private seqOf: number[] = [];
+  private lastOf: number[] = [];
+  private writeVc = new Map<number, Int32Array>();
+  private readVc = new Map<number, Int32Array>();
+  private allVc: Int32Array = EMPTY;
+  private globalVc: Int32Array = EMPTY;
+  /** Each thread's pending step as last seen (for threads that do not run again). */
+  private pendingEv: Ev[] = [];
+  /** Wakeup branches found blocked when their turn came (see the module comment). */
+  fallbacks = 0;
+
+  get done(): boolean {
+    return this.finished;
+  }
+
+  private reset(x: ExecState): void {
+    const n = x.threads.length;
+    this.threadVc = Array.from({ length: n }, () => new Int32Array(n));
+    this.seqOf = new Array<number>(n).fill(0);
+    this.lastOf = new Array<number>(n).fill(-1);
+    this.writeVc.clear();
+    this.readVc.clear();
+    this.allVc = new Int32Array(n);
+    this.globalVc = new Int32Array(n);
+    while (this.pendingEv.length < n) this.pendingEv.push(newEv());
+    for (let t = 0; t < n; t++) this.snapshot(x, t);
+  }
+
+  private snapshot(x: ExecState, t: number): void {
+    const th = x.threads[t] as ExecState['threads'][number];
+    if (th.done) return;
+    fill(this.pendingEv[t] as Ev, t, th.pending);
+  }
+
+  choose(x: ExecState, enabled: number): number {
+    const d = x.depth;
+    if (d === 0) this.reset(x);
+    else if (x.last >= 0) this.snapshot(x, x.last);
+    this.enabledAt[d] = enabled;
+    let c: number;
+    if (d < this.branch) {
+      const node = this.nodes[d] as ONode;
+      if (node.enabled !== enabled) throw new NondeterminismError(d);
+      c = node.chosen;
+    } else if (this.resuming && d === this.branch) {
+      this.resuming = false;
+      const node = this.nodes[d] as ONode;
+      if (node.enabled !== enabled) throw new NondeterminismError(d);
+      c = this.pick(x, node);
+      if (c < 0) return this.abandon(d);
+      this.take(x, node, c);
+    } else {
+      const node: ONode = { enabled, sleep: this.nextSleep, wut: this.nextWut, chosen: -1 };
+      this.nextWut = [];
+      this.nodes[d] = node;
+      this.nodes.length = d + 1;
+      if (node.wut.length > 0) {
+        c = this.pick(x, node);
+      } else {
+        const cands = enabled & ~node.sleep;
+        c = cands === 0 ? -1 : preferred(cands, x.last);
+        if (c >= 0) node.wut.push({ tid: c, ev: copyEv(this.pendingEv[c] as Ev), children: [] });
+      }
+      if (c < 0) {
+        this.nodes.length = d;
+        return this.abandon(d);
+      }
+      this.take(x, node, c);
+    }
+    this.record(x, d, c);
+    this.depth = d + 1;
+    return c;
+  }
+
+  private abandon(d: number): number {
+    this.depth = d;
+    return -1;
+  }
+
+  /**
+   * The next branch of the node's wakeup tree that can run. A blocked one is
+   * dropped, and every runnable thread not asleep becomes a branch instead.
+   */
+  private pick(x: ExecState, node: ONode): number {
+    while (node.wut.length > 0) {
+      const b = node.wut[0] as WNode;
+      if (node.enabled & (1 << b.tid) && !(node.sleep & (1 << b.tid))) return b.tid;
+      node.wut.shift();
+      if (node.sleep & (1 << b.tid)) continue;
+      this.fallbacks++;
+      let cands = node.enabled & ~node.sleep;
+      for (const w of node.wut) cands &= ~(1 << w.tid);
+      while (cands) {
+        const r = 31 - Math.clz32(cands & -cands);
+        cands &= cands - 1;
+        this.snapshot(x, r);
+        node.wut.push({ tid: r, ev: copyEv(this.pendingEv[r] as Ev), children: [] });
+      }
+    }
+    return -1;
+  }
+
+  /** Runs branch `c` of `node`: the child inherits the sleepers independent of c, and c's subtree. */
+  private take(x: ExecState, node: ONode, c: number): void {
+    node.chosen = c;
+    const sc = (x.threads[c] as ExecState['threads'][number]).pending;
+    let carry = node.sleep & ~(1 << c);
+    let next = 0;
+    while (carry) {
+      const u = 31 - Math.clz32(carry & -carry);
+      carry &= carry - 1;
+      const su = (x.threads[u] as ExecState['threads'][number]).pending;
+      if (su.refresh !== null) su.refresh(su);
+      if (sc.refresh !== null) sc.refresh(sc);
+      if (!(su.global || sc.global || accDependent(su.acc, su.nacc, sc.acc, sc.nacc))) next |= 1 << u;
+    }
+    this.nextSleep = next;
+    const b = node.wut[0] as WNode;
+    this.nextWut = b.children;
+    b.children = [];
+  }
+
+  /** Records the step about to run as event `d`, with its vector clock (program order and dependence). */
+  private record(x: ExecState, d: number, c: number): void {
+    let e = this.events[d];
+    if (!e) {
+      e = { ...newEv(), vc: EMPTY, prev: -1 };
+      this.events[d] = e;
+    }
+    fill(e, c, (x.threads[c] as ExecState['threads'][number]).pending);
+    e.seq = ++(this.seqOf[c] as number);
+    e.prev = this.lastOf[c] as number;
+    this.lastOf[c] = d;
+    const vc = new Int32Array(this.threadVc[c] as Int32Array);
+    join(vc, this.globalVc);
+    if (e.global) join(vc, this.allVc);
+    for (let i = 0; i < e.nacc; i++) {
+      const a = e.acc[i] as number;
+      const obj = a >> 1;
+      join(vc, this.writeVc.get(obj));
+      if (a & 1) join(vc, this.readVc.get(obj));
+    }
+    vc[c] = e.seq;
+    e.vc = vc;
+    for (let i = 0; i < e.nacc; i++) {
+      const a = e.acc[i] as number;
+      const obj = a >> 1;
+      if (a & 1) {
+        this.writeVc.set(obj, vc);
+        this.readVc.delete(obj);
+      } else {
+        const r = this.readVc.get(obj);
+        if (r) {
+          const m = new Int32Array(r);
+          join(m, vc);
+          this.readVc.set(obj, m);
+        } else {
+          this.readVc.set(obj, vc);
+        }
+      }
+    }
+    join(this.allVc, vc);
+    if (e.global) this.globalVc = vc;
+    this.threadVc[c] = vc;
+  }
+
+  /** The end of the interleaved part of an execution: find its races. */
+  finish(x: ExecState): void {
+    if (x.last >= 0) this.snapshot(x, x.last);
+    const n = this.depth;
+    const nt = x.threads.length;
+    const covered = new Int32Array(nt);
+    for (let j = this.analyseFrom; j < n; j++) {
+      const e2 = this.events[j] as Event;
+      const q = e2.tid;
+      covered.fill(0);
+      if (e2.prev >= 0) join(covered, (this.events[e2.prev] as Event).vc);
+      for (let i = j - 1; i >= 0; i--) {
+        const e = this.events[i] as Event;
+        if (e.tid === q) continue;
+        if ((covered[e.tid] as number) >= e.seq) continue;
+        if (!dep(e, e2)) continue;
+        if (!this.reversible(i, j)) continue;
+        this.reverse(i, j, n);
+        join(covered, e.vc);
+      }
+    }
+    // A thread that did not finish (blocked in a deadlock, or cut off) races
+    // with its pending step: a lock it waits for, taken first by another thread.
+    const ts = x.threads;
+    let runnableNow = 0;
+    for (let q = 0; q < nt; q++) if (!(ts[q] as Task).done && runnable(ts[q] as Task)) runnableNow |= 1 << q;
+    this.enabledAt[n] = runnableNow;
+    for (let q = 0; q < nt; q++) {
+      const tq = ts[q] as Task;
+      if (tq.done) continue;
+      let p = this.events[n];
+      if (!p) {
+        p = { ...newEv(), vc: EMPTY, prev: -1 };
+        this.events[n] = p;
+      }
+      fill(p, q, tq.pending);
+      p.seq = (this.seqOf[q] as number) + 1;
+      p.prev = this.lastOf[q] as number;
+      covered.fill(0);
+      if (p.prev >= 0) join(covered, (this.events[p.prev] as Event).vc);
+      for (let i = n - 1; i >= 0; i--) {
+        const e = this.events[i] as Event;
+        if (e.tid === q) continue;
+        if ((covered[e.tid] as number) >= e.seq) continue;
+        if (!dep(e, p)) continue;
+        if (!this.reversible(i, n)) continue;
+        this.reverse(i, n, n);
+        join(covered, e.vc);
+      }
+    }
+  }
+
+  /** e happens before f in this execution. */
+  private static hb(e: Event, f: Event): boolean {
+    return (f.vc[e.tid] as number) >= e.seq;
+  }
+
+  /**
+   * Whether e′ (event j) can run after notdep(e, E) (e is event i). Only a
+   * blocking step can fail to. Its object's accesses that stay in that
+   * sequence are those of E not after e; if they are the first ones of E,
+   * the object is as E left it at some node, and whether e′'s thread could
+   * run there (with e′ pending) was observed. Otherwise: reversible (see the
+   * module comment for the fallback).
+   */
+  private reversible(i: number, j: number): boolean {
+    const e2 = this.events[j] as Event;
+    if (!e2.blocking || e2.timed || e2.blockObj < 0) return true;
+    const e = this.events[i] as Event;
+    const b = e2.blockObj;
+    let lastKept = -1;
+    let firstDropped = j;
+    let prefix = true;
+    // A plain lock: its state after the kept operations on it decides.
+    let owner = -1;
+    let readers = 0;
+    // A fence: signalled once, for good; waiting needs the first signal.
+    let firstSignalKept: boolean | null = null;
+    for (let k = 0; k < j; k++) {
+      const ev = this.events[k] as Event;
+      if (!touches(ev, b)) continue;
+      const dropped = k === i || OptimalDporSource.hb(e, ev);
+      if (ev.signals === b && firstSignalKept === null) firstSignalKept = !dropped;
+      if (dropped) {
+        if (firstDropped === j) firstDropped = k;
+        continue;
+      }
+      if (firstDropped < k) prefix = false;
+      lastKept = k;
+      if (ev.lockObj === b) {
+        if (ev.acquire) {
+          if (ev.shared) readers++;
+          else owner = ev.tid;
+        } else if (ev.shared) {
+          readers--;
+        } else {
+          owner = -1;
+        }
+      }
+    }
+    if (e2.plainLock) return owner < 0 && (e2.shared || readers <= 0);
+    if (e2.lockObj === b && e2.acquire) {
+      // Other acquisitions (a ww_mutex with a context, interruptible): free, or
+      // ours, is runnable; held by another thread, ask E with the same holder.
+      if ((owner < 0 && readers <= 0) || owner === e2.tid) return true;
+      return this.observedWithOwner(b, owner, e2, j);
+    }
+    // No signal in the interleaving: the fence was signalled before it (e′ ran in E).
+    if (e2.fenceWait) return firstSignalKept !== false;
+    if (!prefix) return true;
+    // The object's state holds at nodes lastKept+1 … firstDropped; e′ is pending after its thread's previous step.
+    const lo = Math.max(lastKept, e2.prev) + 1;
+    const hi = Math.min(firstDropped, j);
+    if (lo > hi) return true;
+    return ((this.enabledAt[lo] as number) & (1 << e2.tid)) !== 0;
+  }
+
+  /**
+   * Whether E shows e′ runnable at a node where its thread had it pending and
+   * `owner` held lock `b` (undecided: true).
+   */
+  private observedWithOwner(b: number, owner: number, e2: Event, j: number): boolean {
+    let held = -1;
+    for (let k = 0; k <= j; k++) {
+      if (k > e2.prev && held === owner) return ((this.enabledAt[k] as number) & (1 << e2.tid)) !== 0;
+      if (k === j) break;
+      const ev = this.events[k] as Event;
+      if (ev.lockObj === b && !ev.shared) held = ev.acquire ? ev.tid : -1;
+    }
+    return true;
+  }
+
+  /** Schedules v = notdep(e, E)·e′ from the node before e. */
+  private reverse(i: number, j: number, n: number): void {
+    const e = this.events[i] as Event;
+    const v: Ev[] = [];
+    for (let k = i + 1; k < j; k++) {
+      const ev = this.events[k] as Event;
+      if (!OptimalDporSource.hb(e, ev)) v.push(copyEv(ev));
+    }
+    v.push(copyEv(this.events[j] as Event));
+    const node = this.nodes[i] as ONode;
+    // A sleeping thread that is a weak initial of v: v is equivalent to an explored continuation.
+    let sl = node.sleep;
+    while (sl) {
+      const r = 31 - Math.clz32(sl & -sl);
+      sl &= sl - 1;
+      if (weakInitial(r, this.nextEvent(r, i, n), v)) return;
+    }
+    OptimalDporSource.insert(node.wut, v);
+  }
+
+  /** Thread r's next step at node i of this execution. */
+  private nextEvent(r: number, i: number, n: number): Ev {
+    for (let k = i; k < n; k++) if ((this.events[k] as Event).tid === r) return this.events[k] as Event;
+    return this.pendingEv[r] as Ev;
+  }
+
+  /**
+   * Inserts v into a wakeup tree: follows the leftmost branch whose thread is
+   * a weak initial of what is left of v; a leaf reached that way already
+   * covers v; else the rest of v becomes a new rightmost branch. The first
+   * branch of the top level is the one being explored, which v never starts
+   * (its step is e, which v leaves out and e′ depends on).
+   */
+  private static insert(top: WNode[], v: Ev[]): void {
+    let level = top;
+    let rest = v;
+    let first = 1;
+    for (;;) {
+      let match: WNode | null = null;
+      for (let k = first; k < level.length; k++) {
+        const w = level[k] as WNode;
+        if (weakInitial(w.tid, w.ev, rest)) {
+          match = w;
+          break;
+        }
+      }
+      if (!match) {
+        level.push(chain(rest));
+        return;
+      }
+      if (match.children.length === 0) return;
+      const at = rest.findIndex((ev) => ev.tid === (match as WNode).tid);
+      if (at >= 0) rest = [...rest.slice(0, at), ...rest.slice(at + 1)];
+      if (rest.length === 0) return;
+      level = match.children;
+      first = 0;
+    }
+  }
+
+  /** Prepares the next execution; false when every wakeup tree is empty. */
+  advance(): boolean {
+    for (let d = this.nodes.length - 1; d >= 0; d--) {
+      const node = this.nodes[d] as ONode;
+      node.sleep |= 1 << node.chosen;
+      node.wut.shift();
+      if (node.wut.length > 0) {
+        this.nodes.length = d + 1;
+        this.branch = d;
+        this.analyseFrom = d;
+        this.resuming = true;
+        return true;
+      }
+    }
+    this.nodes.length = 0;
+    this.finished = true;
+    return false;
+  }
+}
