@@ -12,6 +12,7 @@ import {
   type Strategy,
   type Verdict,
 } from './explorer/explore.ts';
+import { countTraces, type TraceCount } from './explorer/mazurkiewicz.ts';
 import type { ReplayToken } from './explorer/token.ts';
 import { compile } from './scenario/compile.ts';
 import type { ExpectSpec, ScenarioSpec } from './scenario/spec.ts';
@@ -42,6 +43,8 @@ export interface CheckResult {
   readonly stats: CheckStats;
   readonly stopped: StopReason | null;
   readonly strategy: Strategy;
+  /** With `count`: the Mazurkiewicz traces among the executions (src/explorer/mazurkiewicz.ts). */
+  readonly count?: TraceCount;
 }
 
 export interface CheckOptions {
@@ -51,6 +54,12 @@ export interface CheckOptions {
   readonly strategy?: Strategy;
   readonly onProgress?: ExploreOptions['onProgress'];
   readonly now?: () => number;
+  /**
+   * Count the Mazurkiewicz traces: explore every interleaving the strategy
+   * runs (no stop at the first finding, no minimisation) and fingerprint
+   * each execution.
+   */
+  readonly count?: boolean;
 }
 
 /** Whether a result meets the expectation (none means: must be safe). */
@@ -69,7 +78,7 @@ export function checkScenario(spec: ScenarioSpec, file: string, opts: CheckOptio
   const t0 = now();
   const strategy = opts.strategy ?? spec.explore.strategy ?? 'dfs';
   const program = compile(spec);
-  const r = explore(program, {
+  const exploreOpts: ExploreOptions = {
     strategy,
     maxExecutions: opts.maxExecutions ?? spec.explore.max_executions ?? 1_000_000,
     ...(opts.timeoutMs !== undefined ? { deadline: t0 + opts.timeoutMs } : {}),
@@ -77,7 +86,9 @@ export function checkScenario(spec: ScenarioSpec, file: string, opts: CheckOptio
     want: spec.expect?.verdict === 'bug' ? (spec.expect.finding ?? null) : null,
     now,
     ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
-  });
+  };
+  const counted = opts.count ? countTraces(program, exploreOpts) : null;
+  const r = counted ? counted.result : explore(program, exploreOpts);
   const findings = reported(r.counterexample);
   for (const f of reported(r.wanted)) if (!findings.some((g) => g.code === f.code)) findings.push(f);
   return {
@@ -100,5 +111,6 @@ export function checkScenario(spec: ScenarioSpec, file: string, opts: CheckOptio
     },
     stopped: r.stopped,
     strategy,
+    ...(counted ? { count: counted.counter.count } : {}),
   };
 }

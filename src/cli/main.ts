@@ -80,6 +80,17 @@ interface CheckCliOptions extends OutputFlags {
   seed?: number;
   strategy?: Strategy;
   color?: boolean;
+  count?: boolean;
+}
+
+/** The `--count` line: executions, Mazurkiewicz traces, redundant ones and why; whether every interleaving was covered. */
+function countLine(r: CheckResult): string {
+  const n = r.count;
+  if (!n) return '';
+  const end = r.stats.complete
+    ? 'complete'
+    : `incomplete${r.stopped ? ` (stopped: ${r.stopped})` : ''}: not every interleaving was explored, the counts are lower bounds`;
+  return `count ${r.name}: ${n.executions} executions explored, ${n.traces} Mazurkiewicz traces, ${n.redundant} redundant (sleep-set blocked ${n.sleepBlocked}, equivalent to an earlier one ${n.equivalent}); ${end}\n`;
 }
 
 async function runCheck(paths: string[], o: CheckCliOptions): Promise<number> {
@@ -128,11 +139,12 @@ async function runCheck(paths: string[], o: CheckCliOptions): Promise<number> {
         ...(o.timeout !== undefined ? { timeoutMs: o.timeout * 1000 } : {}),
         ...(o.seed !== undefined ? { seed: o.seed } : {}),
         ...(o.strategy ? { strategy: o.strategy } : {}),
+        ...(o.count ? { count: true } : {}),
         onProgress: (p) => progress.update(spec.name, p),
       });
       progress.clear();
       results.push(r);
-      if (!o.json) out.write(`${renderResult(r, { file: name }, c)}\n`);
+      if (!o.json) out.write(`${renderResult(r, { file: name }, c)}\n${countLine(r)}`);
       outputs.add(spec, r, name);
     } catch (e) {
       progress.clear();
@@ -227,6 +239,10 @@ function buildProgram(setExit: (code: number) => void): Command {
         '--strategy <name>',
         'dfs: exhaustive, optimal partial-order reduction (default); dpor: exhaustive, classic DPOR with sleep sets; sleep: exhaustive, sleep sets only; naive: every interleaving; random, pct, portfolio: seeded random search (never proves safe)',
       ).choices(['dfs', 'dpor', 'sleep', 'naive', 'random', 'pct', 'portfolio']),
+    )
+    .option(
+      '--count',
+      'explore every interleaving (no stop at the first finding, no minimisation) and count the Mazurkiewicz traces',
     )
     .option('--no-color', 'no colours even on a terminal');
   addCheckOutputOptions(check).action(async (paths: string[], o: CheckCliOptions) => setExit(await runCheck(paths, o)));

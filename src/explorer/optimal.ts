@@ -33,6 +33,17 @@
  * branch (classic DPOR's fallback, sound but not optimal), counted in
  * `fallbacks`. Timed waits are decided that way too (time passes only when
  * every thread is blocked, which no single object records).
+ *
+ * Declarations that depend on state. A step's declared accesses can change
+ * with the order of other steps (`Step.refresh`: a fence step is global while
+ * it would call a driver op or run queued callbacks). The theory assumes a
+ * fixed dependence, so two of its shortcuts are guarded: a sleeping thread's
+ * step is taken as declared at the node it sleeps at (not as it ran later),
+ * and a thread is not trusted to cover a sequence it merely commutes with (a
+ * weak initial outside v) when that step, a step of v or another thread's
+ * pending step at the node depends on state. Both only ever explore more;
+ * the brute-force comparison (test/explorer/mazurkiewicz.test.ts) shows no
+ * trace missed and few redundant executions where such steps occur.
  */
 import { DmaFence } from '../kernel/dma-fence.ts';
 import { Lock } from '../kernel/locking.ts';
@@ -52,6 +63,8 @@ interface Ev {
   blockObj: number;
   /** The step can block (a blocker) or time out. */
   blocking: boolean;
+  /** Its declaration depends on state (`Step.refresh`): it may be global in another order. */
+  stateDep: boolean;
   timed: boolean;
   /** A lock operation: the lock's id (else -1), acquire or release, shared or exclusive. */
   lockObj: number;
@@ -103,6 +116,7 @@ function newEv(): Ev {
     global: false,
     blockObj: -1,
     blocking: false,
+    stateDep: false,
     timed: false,
     lockObj: -1,
     acquire: false,
@@ -119,6 +133,7 @@ function fill(e: Ev, tid: number, s: Step): void {
   e.nacc = s.nacc;
   e.acc.set(s.acc.subarray(0, s.nacc));
   e.global = s.global;
+  e.stateDep = s.refresh !== null;
   e.timed = s.deadline !== Number.POSITIVE_INFINITY;
   e.blocking = s.blocker !== null || e.timed;
   const b = s.blocker as { id?: unknown } | null;
@@ -141,6 +156,7 @@ function copyEv(e: Ev): Ev {
   c.global = e.global;
   c.blockObj = e.blockObj;
   c.blocking = e.blocking;
+  c.stateDep = e.stateDep;
   c.timed = e.timed;
   c.lockObj = e.lockObj;
   c.acquire = e.acquire;
@@ -166,14 +182,21 @@ function touches(e: Ev, obj: number): boolean {
  * its first step in v has no step of v before it that it depends on, or it
  * has none in v and its next step is independent of every step of v.
  */
-function weakInitial(r: number, next: Ev, v: readonly Ev[]): boolean {
+function weakInitial(r: number, next: Ev, v: readonly Ev[], others: readonly Ev[] | null): boolean {
   for (let k = 0; k < v.length; k++) {
     const e = v[k] as Ev;
     if (e.tid !== r) continue;
     for (let m = 0; m < k; m++) if (dep(v[m] as Ev, e)) return false;
     return true;
   }
-  for (const e of v) if (dep(next, e)) return false;
+  // r's step commutes with v, so running r first covers v — provided no step
+  // involved can change its declaration with the order (a step whose
+  // declaration depends on state may be global after r and not before): then
+  // r is not taken as a weak initial, and v gets explored in its own right.
+  if (next.stateDep) return false;
+  for (const e of v) if (e.stateDep || dep(next, e)) return false;
+  if (others === null) return false;
+  for (const o of others) if (o.tid >= 0 && o.tid !== r && o.stateDep) return false;
   return true;
 }
 
@@ -209,6 +232,13 @@ export class OptimalDporSource implements ChoiceSource {
   private globalVc: Int32Array = EMPTY;
   /** Each thread's pending step as last seen (for threads that do not run again). */
   private pendingEv: Ev[] = [];
+  /**
+   * Each thread's pending step as declared at each node of the current path.
+   * A step's declaration can depend on state (a fence step is global while it
+   * would call a driver op), so a sleeping thread's step is the one of the
+   * node it sleeps at, not the one it ran later.
+   */
+  private pendingAt: Ev[][] = [];
   /** Wakeup branches found blocked when their turn came (see the module comment). */
   fallbacks = 0;
 
@@ -255,6 +285,7 @@ export class OptimalDporSource implements ChoiceSource {
     } else {
       const node: ONode = { enabled, sleep: this.nextSleep, wut: this.nextWut, chosen: -1 };
       this.nextWut = [];
+      this.snapshotNode(x, d);
       this.nodes[d] = node;
       this.nodes.length = d + 1;
       if (node.wut.length > 0) {
@@ -273,6 +304,25 @@ export class OptimalDporSource implements ChoiceSource {
     this.record(x, d, c);
     this.depth = d + 1;
     return c;
+  }
+
+  /** Records every thread's pending step at node d. */
+  private snapshotNode(x: ExecState, d: number): void {
+    let at = this.pendingAt[d];
+    if (!at) {
+      at = [];
+      this.pendingAt[d] = at;
+    }
+    for (let t = 0; t < x.threads.length; t++) {
+      const th = x.threads[t] as ExecState['threads'][number];
+      let e = at[t];
+      if (!e) {
+        e = newEv();
+        at[t] = e;
+      }
+      if (th.done) e.tid = -1;
+      else fill(e, t, th.pending);
+    }
   }
 
   private abandon(d: number): number {
@@ -474,8 +524,9 @@ export class OptimalDporSource implements ChoiceSource {
       if ((owner < 0 && readers <= 0) || owner === e2.tid) return true;
       return this.observedWithOwner(b, owner, e2, j);
     }
-    // No signal in the interleaving: the fence was signalled before it (e′ ran in E).
-    if (e2.fenceWait) return firstSignalKept !== false;
+    // No signal in the interleaving: the fence was signalled before it if e′
+    // ran in E, never if e′ is a step still blocked at the end (j = depth).
+    if (e2.fenceWait) return j < this.depth ? firstSignalKept !== false : firstSignalKept === true;
     if (!prefix) return true;
     // The object's state holds at nodes lastKept+1 … firstDropped; e′ is pending after its thread's previous step.
     const lo = Math.max(lastKept, e2.prev) + 1;
@@ -514,15 +565,14 @@ export class OptimalDporSource implements ChoiceSource {
     while (sl) {
       const r = 31 - Math.clz32(sl & -sl);
       sl &= sl - 1;
-      if (weakInitial(r, this.nextEvent(r, i, n), v)) return;
+      if (weakInitial(r, this.nextEvent(r, i), v, this.pendingAt[i] as Ev[])) return;
     }
-    OptimalDporSource.insert(node.wut, v);
+    OptimalDporSource.insert(node.wut, v, this.pendingAt[i] as Ev[]);
   }
 
   /** Thread r's next step at node i of this execution. */
-  private nextEvent(r: number, i: number, n: number): Ev {
-    for (let k = i; k < n; k++) if ((this.events[k] as Event).tid === r) return this.events[k] as Event;
-    return this.pendingEv[r] as Ev;
+  private nextEvent(r: number, i: number): Ev {
+    return (this.pendingAt[i] as Ev[])[r] as Ev;
   }
 
   /**
@@ -532,7 +582,7 @@ export class OptimalDporSource implements ChoiceSource {
    * branch of the top level is the one being explored, which v never starts
    * (its step is e, which v leaves out and e′ depends on).
    */
-  private static insert(top: WNode[], v: Ev[]): void {
+  private static insert(top: WNode[], v: Ev[], atTop: readonly Ev[]): void {
     let level = top;
     let rest = v;
     let first = 1;
@@ -540,7 +590,9 @@ export class OptimalDporSource implements ChoiceSource {
       let match: WNode | null = null;
       for (let k = first; k < level.length; k++) {
         const w = level[k] as WNode;
-        if (weakInitial(w.tid, w.ev, rest)) {
+        // At the top, the branch's step as declared at this node.
+        const ev = first === 1 ? ((atTop[w.tid] as Ev | undefined) ?? w.ev) : w.ev;
+        if (weakInitial(w.tid, ev, rest, first === 1 ? atTop : null)) {
           match = w;
           break;
         }

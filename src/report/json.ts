@@ -34,6 +34,18 @@ export function resultJson(r: CheckResult) {
       strategy: r.strategy,
       stopped: r.stopped,
     },
+    ...(r.count
+      ? {
+          count: {
+            executions: r.count.executions,
+            traces: r.count.traces,
+            redundant: r.count.redundant,
+            sleep_blocked: r.count.sleepBlocked,
+            equivalent: r.count.equivalent,
+            complete: r.stats.complete,
+          },
+        }
+      : {}),
     counterexample: r.counterexample
       ? {
           token: r.counterexample.token,

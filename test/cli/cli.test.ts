@@ -293,7 +293,10 @@ describe('bad input: exit 2, where and what, no stack trace', () => {
 
   it('a bad option value says what is expected', () => {
     expectBadInput(runCli([SAFE, '--max-executions', '0']), /--max-executions must be a positive integer, got "0"/);
-    expectBadInput(runCli([SAFE, '--strategy', 'bfs']), /Allowed choices are dfs, dpor, sleep, naive, random, pct, portfolio/);
+    expectBadInput(
+      runCli([SAFE, '--strategy', 'bfs']),
+      /Allowed choices are dfs, dpor, sleep, naive, random, pct, portfolio/,
+    );
   });
 
   it('two scenarios with the same name: the second is bad input, named with where the first is', () => {

@@ -31,6 +31,7 @@ function all(file: string, strategy: Strategy) {
 /** Scenarios whose blocked steps ODPOR cannot always decide (ww_mutex contexts, timed waits, lock-not-held races). */
 const UNDECIDED = new Set([
   'cpu-access-vmap-without-resv',
+  'udmabuf-dma-static-and-cpu-access',
   'vfio-revoke-importer-never-unmaps',
   'vfio-revoke-importer-unmaps-in-worker',
   'ww-abba-with-context',
