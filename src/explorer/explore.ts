@@ -6,7 +6,9 @@
  *   one execution per Mazurkiewicz trace. Finishing with no finding proves the
  *   scenario safe (up to the model).
  * - `dpor`: the classic DPOR of Flanagan and Godefroid with sleep sets
- *   (explorer/dpor.ts), for comparison.
+ *   (explorer/dpor.ts), for the benchmark only (not on the command line): it
+ *   misses traces where a declaration depends on state and at deadlocks
+ *   (test/explorer/mazurkiewicz.test.ts pins both).
  * - `sleep`: exhaustive depth-first search with sleep sets only (explorer/dfs.ts),
  *   for comparison.
  * - `random`: seeded random walk, for scenarios too big to finish; it can
