@@ -130,8 +130,9 @@ function newEv(): Ev {
 function fill(e: Ev, tid: number, s: Step): void {
   if (s.refresh !== null) s.refresh(s);
   e.tid = tid;
-  e.nacc = s.nacc;
-  e.acc.set(s.acc.subarray(0, s.nacc));
+  const n = s.nacc;
+  e.nacc = n;
+  for (let i = 0; i < n; i++) e.acc[i] = s.acc[i] as number;
   e.global = s.global;
   e.stateDep = s.refresh !== null;
   e.timed = s.deadline !== Number.POSITIVE_INFINITY;
@@ -152,7 +153,7 @@ function copyEv(e: Ev): Ev {
   c.tid = e.tid;
   c.seq = e.seq;
   c.nacc = e.nacc;
-  c.acc.set(e.acc.subarray(0, e.nacc));
+  for (let i = 0; i < e.nacc; i++) c.acc[i] = e.acc[i] as number;
   c.global = e.global;
   c.blockObj = e.blockObj;
   c.blocking = e.blocking;
@@ -200,6 +201,9 @@ function weakInitial(r: number, next: Ev, v: readonly Ev[], others: readonly Ev[
   return true;
 }
 
+/** Placeholder event of a branch created as the one being explored. */
+const NO_EV: Ev = newEv();
+
 function chain(v: readonly Ev[]): WNode {
   let node: WNode | null = null;
   for (let k = v.length - 1; k >= 0; k--) {
@@ -226,8 +230,10 @@ export class OptimalDporSource implements ChoiceSource {
   private threadVc: Int32Array[] = [];
   private seqOf: number[] = [];
   private lastOf: number[] = [];
-  private writeVc = new Map<number, Int32Array>();
-  private readVc = new Map<number, Int32Array>();
+  /** By object id: clock of the last write, and the join of the reads since (arrays: ids are small). */
+  private writeVc: (Int32Array | undefined)[] = [];
+  private readVc: (Int32Array | undefined)[] = [];
+  private touchedObjs: number[] = [];
   private allVc: Int32Array = EMPTY;
   private globalVc: Int32Array = EMPTY;
   /** Each thread's pending step as last seen (for threads that do not run again). */
@@ -239,6 +245,8 @@ export class OptimalDporSource implements ChoiceSource {
    * node it sleeps at, not the one it ran later.
    */
   private pendingAt: Ev[][] = [];
+  /** Scratch: every thread's step at the node a race is reversed at. */
+  private readonly tops: Ev[] = [];
   /** Wakeup branches found blocked when their turn came (see the module comment). */
   fallbacks = 0;
 
@@ -251,12 +259,14 @@ export class OptimalDporSource implements ChoiceSource {
     this.threadVc = Array.from({ length: n }, () => new Int32Array(n));
     this.seqOf = new Array<number>(n).fill(0);
     this.lastOf = new Array<number>(n).fill(-1);
-    this.writeVc.clear();
-    this.readVc.clear();
+    for (const o of this.touchedObjs) {
+      this.writeVc[o] = undefined;
+      this.readVc[o] = undefined;
+    }
+    this.touchedObjs.length = 0;
     this.allVc = new Int32Array(n);
     this.globalVc = new Int32Array(n);
     while (this.pendingEv.length < n) this.pendingEv.push(newEv());
-    for (let t = 0; t < n; t++) this.snapshot(x, t);
   }
 
   private snapshot(x: ExecState, t: number): void {
@@ -268,7 +278,6 @@ export class OptimalDporSource implements ChoiceSource {
   choose(x: ExecState, enabled: number): number {
     const d = x.depth;
     if (d === 0) this.reset(x);
-    else if (x.last >= 0) this.snapshot(x, x.last);
     this.enabledAt[d] = enabled;
     let c: number;
     if (d < this.branch) {
@@ -293,7 +302,8 @@ export class OptimalDporSource implements ChoiceSource {
       } else {
         const cands = enabled & ~node.sleep;
         c = cands === 0 ? -1 : preferred(cands, x.last);
-        if (c >= 0) node.wut.push({ tid: c, ev: copyEv(this.pendingEv[c] as Ev), children: [] });
+        // The branch being explored: its event is never compared (insert skips it).
+        if (c >= 0) node.wut.push({ tid: c, ev: NO_EV, children: [] });
       }
       if (c < 0) {
         this.nodes.length = d;
@@ -320,8 +330,11 @@ export class OptimalDporSource implements ChoiceSource {
         e = newEv();
         at[t] = e;
       }
+      // Only a declaration that can change without its thread running needs
+      // a copy; any other is the thread's next event in E (nextEvent).
       if (th.done) e.tid = -1;
-      else fill(e, t, th.pending);
+      else if (th.pending.refresh !== null) fill(e, t, th.pending);
+      else e.tid = -2;
     }
   }
 
@@ -384,31 +397,38 @@ export class OptimalDporSource implements ChoiceSource {
     e.seq = ++(this.seqOf[c] as number);
     e.prev = this.lastOf[c] as number;
     this.lastOf[c] = d;
-    const vc = new Int32Array(this.threadVc[c] as Int32Array);
+    // The event slot's clock is reused from execution to execution (it is
+    // written once per execution, before anything refers to it).
+    let vc = e.vc;
+    if (vc.length !== this.seqOf.length) {
+      vc = new Int32Array(this.seqOf.length);
+      e.vc = vc;
+    }
+    vc.set(this.threadVc[c] as Int32Array);
     join(vc, this.globalVc);
     if (e.global) join(vc, this.allVc);
     for (let i = 0; i < e.nacc; i++) {
       const a = e.acc[i] as number;
       const obj = a >> 1;
-      join(vc, this.writeVc.get(obj));
-      if (a & 1) join(vc, this.readVc.get(obj));
+      join(vc, this.writeVc[obj]);
+      if (a & 1) join(vc, this.readVc[obj]);
     }
     vc[c] = e.seq;
-    e.vc = vc;
     for (let i = 0; i < e.nacc; i++) {
       const a = e.acc[i] as number;
       const obj = a >> 1;
+      if (this.writeVc[obj] === undefined && this.readVc[obj] === undefined) this.touchedObjs.push(obj);
       if (a & 1) {
-        this.writeVc.set(obj, vc);
-        this.readVc.delete(obj);
+        this.writeVc[obj] = vc;
+        this.readVc[obj] = undefined;
       } else {
-        const r = this.readVc.get(obj);
+        const r = this.readVc[obj];
         if (r) {
           const m = new Int32Array(r);
           join(m, vc);
-          this.readVc.set(obj, m);
+          this.readVc[obj] = m;
         } else {
-          this.readVc.set(obj, vc);
+          this.readVc[obj] = vc;
         }
       }
     }
@@ -419,7 +439,7 @@ export class OptimalDporSource implements ChoiceSource {
 
   /** The end of the interleaved part of an execution: find its races. */
   finish(x: ExecState): void {
-    if (x.last >= 0) this.snapshot(x, x.last);
+    for (let t = 0; t < x.threads.length; t++) this.snapshot(x, t);
     const n = this.depth;
     const nt = x.threads.length;
     const covered = new Int32Array(nt);
@@ -560,19 +580,26 @@ export class OptimalDporSource implements ChoiceSource {
     }
     v.push(copyEv(this.events[j] as Event));
     const node = this.nodes[i] as ONode;
+    const at = this.tops;
+    const nt = (this.pendingAt[i] as Ev[]).length;
+    at.length = nt;
+    for (let r = 0; r < nt; r++) at[r] = this.nextEvent(r, i, n);
     // A sleeping thread that is a weak initial of v: v is equivalent to an explored continuation.
     let sl = node.sleep;
     while (sl) {
       const r = 31 - Math.clz32(sl & -sl);
       sl &= sl - 1;
-      if (weakInitial(r, this.nextEvent(r, i), v, this.pendingAt[i] as Ev[])) return;
+      if (weakInitial(r, at[r] as Ev, v, at)) return;
     }
-    OptimalDporSource.insert(node.wut, v, this.pendingAt[i] as Ev[]);
+    OptimalDporSource.insert(node.wut, v, at);
   }
 
   /** Thread r's next step at node i of this execution. */
-  private nextEvent(r: number, i: number): Ev {
-    return (this.pendingAt[i] as Ev[])[r] as Ev;
+  private nextEvent(r: number, i: number, n: number): Ev {
+    const at = (this.pendingAt[i] as Ev[])[r] as Ev;
+    if (at.tid !== -2) return at;
+    for (let k = i; k < n; k++) if ((this.events[k] as Event).tid === r) return this.events[k] as Event;
+    return this.pendingEv[r] as Ev;
   }
 
   /**
