@@ -439,6 +439,9 @@ export class OptimalDporSource implements ChoiceSource {
 
   /** The end of the interleaved part of an execution: find its races. */
   finish(x: ExecState): void {
+    // Every thread blocked from the start: no choice was asked for.
+    if (x.depth === 0) this.reset(x);
+    this.depth = x.depth;
     for (let t = 0; t < x.threads.length; t++) this.snapshot(x, t);
     const n = this.depth;
     const nt = x.threads.length;
