@@ -20,6 +20,7 @@
  * explores at least one execution of every Mazurkiewicz trace.
  */
 import { accDependent, MAX_ACCESSES, type Step } from '../kernel/sched.ts';
+import { HappensBefore } from './clocks.ts';
 import { deepestPending, NondeterminismError, preferred } from './dfs.ts';
 import type { ChoiceSource, ExecState } from './execution.ts';
 
@@ -48,11 +49,6 @@ interface Event {
 
 const EMPTY = new Int32Array(0);
 
-function join(into: Int32Array, from: Int32Array | undefined): void {
-  if (!from) return;
-  for (let i = 0; i < into.length; i++) if ((from[i] as number) > (into[i] as number)) into[i] = from[i] as number;
-}
-
 export class DporSource implements ChoiceSource {
   private readonly nodes: Node[] = [];
   private readonly events: Event[] = [];
@@ -61,12 +57,7 @@ export class DporSource implements ChoiceSource {
   private nextSleep = 0;
   private finished = false;
   /** Per execution: vector clock of each thread, of each object's last write and reads since. */
-  private threadVc: Int32Array[] = [];
-  private seqOf: number[] = [];
-  private writeVc = new Map<number, Int32Array>();
-  private readVc = new Map<number, Int32Array>();
-  private allVc: Int32Array = EMPTY;
-  private globalVc: Int32Array = EMPTY;
+  private readonly hb = new HappensBefore();
   /** Pending step signature per thread at the previous state (to spot what changed). */
   private lastAnalysed: number[] = [];
 
@@ -75,12 +66,7 @@ export class DporSource implements ChoiceSource {
   }
 
   private resetClocks(n: number): void {
-    this.threadVc = Array.from({ length: n }, () => new Int32Array(n));
-    this.seqOf = new Array<number>(n).fill(0);
-    this.writeVc.clear();
-    this.readVc.clear();
-    this.allVc = new Int32Array(n);
-    this.globalVc = new Int32Array(n);
+    this.hb.reset(n);
     this.lastAnalysed = new Array<number>(n).fill(-1);
   }
 
@@ -129,9 +115,9 @@ export class DporSource implements ChoiceSource {
       const s = t.pending;
       if (s.refresh !== null) s.refresh(s);
       // A thread that did not run since the last analysis only races with the new step.
-      const full = this.lastAnalysed[p] !== this.seqOf[p] || last === null || s.refresh !== null;
-      this.lastAnalysed[p] = this.seqOf[p] as number;
-      const vcp = this.threadVc[p] as Int32Array;
+      const full = this.lastAnalysed[p] !== this.hb.seqOf[p] || last === null || s.refresh !== null;
+      this.lastAnalysed[p] = this.hb.seqOf[p] as number;
+      const vcp = this.hb.clockOf(p);
       const from = d - 1;
       const to = full ? 0 : d - 1;
       for (let i = from; i >= to; i--) {
@@ -207,44 +193,14 @@ export class DporSource implements ChoiceSource {
       this.events[d] = e;
     }
     e.tid = c;
-    e.seq = ++(this.seqOf[c] as number);
     e.nacc = s.nacc;
     e.acc.set(s.acc.subarray(0, s.nacc));
     e.global = s.global;
     e.lockObj = (s.kind === 'lock' || s.kind === 'unlock') && s.obj ? s.obj.id : -1;
     e.unlock = s.kind === 'unlock';
     e.shared = s.mode === 1;
-    const vc = new Int32Array(this.threadVc[c] as Int32Array);
-    join(vc, this.globalVc);
-    if (e.global) join(vc, this.allVc);
-    for (let i = 0; i < e.nacc; i++) {
-      const a = e.acc[i] as number;
-      const obj = a >> 1;
-      join(vc, this.writeVc.get(obj));
-      if (a & 1) join(vc, this.readVc.get(obj));
-    }
-    vc[c] = e.seq;
-    e.vc = vc;
-    for (let i = 0; i < e.nacc; i++) {
-      const a = e.acc[i] as number;
-      const obj = a >> 1;
-      if (a & 1) {
-        this.writeVc.set(obj, vc);
-        this.readVc.delete(obj);
-      } else {
-        const r = this.readVc.get(obj);
-        if (r) {
-          const m = new Int32Array(r);
-          join(m, vc);
-          this.readVc.set(obj, m);
-        } else {
-          this.readVc.set(obj, vc);
-        }
-      }
-    }
-    join(this.allVc, vc);
-    if (e.global) this.globalVc = vc;
-    this.threadVc[c] = vc;
+    e.vc = new Int32Array(this.hb.threads);
+    e.seq = this.hb.step(c, e.acc, e.nacc, e.global, e.vc);
   }
 
   /** Prepares the next execution; false when every backtrack point has been explored. */

@@ -35,9 +35,11 @@
  *
  * Pure TypeScript: runs in a browser.
  */
+
 import { LockGraph } from '../checkers/lockdep.ts';
 import type { Kernel, KernelConfig, StepObserver } from '../kernel/kernel.ts';
 import { accDependent, runnable, type Task } from '../kernel/sched.ts';
+import { HappensBefore } from './clocks.ts';
 import { SleepSetDfs } from './dfs.ts';
 import { type ExecResult, type ExecStatus, runExecution } from './execution.ts';
 import { type ExploreOptions, type ExploreResult, explore } from './explore.ts';
@@ -73,11 +75,6 @@ export function eventsDependent(a: TraceEvent, b: TraceEvent): boolean {
   return a.global || b.global || accDependent(a.acc, a.acc.length, b.acc, b.acc.length);
 }
 
-function join(into: Int32Array, from: Int32Array | undefined): void {
-  if (!from) return;
-  for (let i = 0; i < into.length; i++) if ((from[i] as number) > (into[i] as number)) into[i] = from[i] as number;
-}
-
 /**
  * A step observer that records the scheduled steps of each execution with
  * their vector clocks. Pass it as `observer` to `runExecution` or `explore`;
@@ -87,12 +84,7 @@ function join(into: Int32Array, from: Int32Array | undefined): void {
 export class TraceFingerprinter implements StepObserver {
   private k: Kernel | null = null;
   private ev: TraceEvent[] = [];
-  private threadVc: Int32Array[] = [];
-  private seqOf: number[] = [];
-  private readonly writeVc = new Map<number, Int32Array>();
-  private readonly readVc = new Map<number, Int32Array>();
-  private allVc = new Int32Array(0);
-  private globalVc = new Int32Array(0);
+  private readonly hb = new HappensBefore();
 
   /** `threads`: the program's thread count (its tasks are the kernel's tasks 1…threads). */
   constructor(readonly threads: number) {}
@@ -101,12 +93,7 @@ export class TraceFingerprinter implements StepObserver {
     const n = this.threads;
     this.k = k;
     this.ev = [];
-    this.threadVc = Array.from({ length: n }, () => new Int32Array(n));
-    this.seqOf = new Array<number>(n).fill(0);
-    this.writeVc.clear();
-    this.readVc.clear();
-    this.allVc = new Int32Array(n);
-    this.globalVc = new Int32Array(n);
+    this.hb.reset(n);
   }
 
   /** The events of the execution being (or last) observed, in execution order. */
@@ -128,36 +115,8 @@ export class TraceFingerprinter implements StepObserver {
     if (s.refresh !== null) s.refresh(s);
     const acc = s.acc.slice(0, s.nacc);
     const global = s.global;
-    const seq = ++(this.seqOf[p] as number);
-    const vc = new Int32Array(this.threadVc[p] as Int32Array);
-    join(vc, this.globalVc);
-    if (global) join(vc, this.allVc);
-    for (let i = 0; i < acc.length; i++) {
-      const a = acc[i] as number;
-      join(vc, this.writeVc.get(a >> 1));
-      if (a & 1) join(vc, this.readVc.get(a >> 1));
-    }
-    vc[p] = seq;
-    for (let i = 0; i < acc.length; i++) {
-      const a = acc[i] as number;
-      const obj = a >> 1;
-      if (a & 1) {
-        this.writeVc.set(obj, vc);
-        this.readVc.delete(obj);
-      } else {
-        const r = this.readVc.get(obj);
-        if (r) {
-          const m = new Int32Array(r);
-          join(m, vc);
-          this.readVc.set(obj, m);
-        } else {
-          this.readVc.set(obj, vc);
-        }
-      }
-    }
-    join(this.allVc, vc);
-    if (global) this.globalVc = vc;
-    this.threadVc[p] = vc;
+    const vc = new Int32Array(this.threads);
+    const seq = this.hb.step(p, acc, acc.length, global, vc);
     this.ev.push({ tid: p, seq, fn: s.fn, acc, global, vc, enabled });
   }
 

@@ -48,6 +48,7 @@
 import { DmaFence } from '../kernel/dma-fence.ts';
 import { Lock } from '../kernel/locking.ts';
 import { accDependent, MAX_ACCESSES, runnable, type Step, type Task } from '../kernel/sched.ts';
+import { HappensBefore, join } from './clocks.ts';
 import { NondeterminismError, preferred } from './dfs.ts';
 import type { ChoiceSource, ExecState } from './execution.ts';
 
@@ -101,11 +102,6 @@ interface ONode {
 }
 
 const EMPTY = new Int32Array(0);
-
-function join(into: Int32Array, from: Int32Array | undefined): void {
-  if (!from) return;
-  for (let i = 0; i < into.length; i++) if ((from[i] as number) > (into[i] as number)) into[i] = from[i] as number;
-}
 
 function newEv(): Ev {
   return {
@@ -226,16 +222,9 @@ export class OptimalDporSource implements ChoiceSource {
   /** Events from this depth on are new in this execution (the race analysis starts there). */
   private analyseFrom = 0;
   private depth = 0;
-  /** Per execution: vector clock and last event of each thread, last accesses per object. */
-  private threadVc: Int32Array[] = [];
-  private seqOf: number[] = [];
+  /** Per execution: happens-before, and each thread's last event. */
+  private readonly hb = new HappensBefore();
   private lastOf: number[] = [];
-  /** By object id: clock of the last write, and the join of the reads since (arrays: ids are small). */
-  private writeVc: (Int32Array | undefined)[] = [];
-  private readVc: (Int32Array | undefined)[] = [];
-  private touchedObjs: number[] = [];
-  private allVc: Int32Array = EMPTY;
-  private globalVc: Int32Array = EMPTY;
   /** Each thread's pending step as last seen (for threads that do not run again). */
   private pendingEv: Ev[] = [];
   /**
@@ -256,16 +245,8 @@ export class OptimalDporSource implements ChoiceSource {
 
   private reset(x: ExecState): void {
     const n = x.threads.length;
-    this.threadVc = Array.from({ length: n }, () => new Int32Array(n));
-    this.seqOf = new Array<number>(n).fill(0);
+    this.hb.reset(n);
     this.lastOf = new Array<number>(n).fill(-1);
-    for (const o of this.touchedObjs) {
-      this.writeVc[o] = undefined;
-      this.readVc[o] = undefined;
-    }
-    this.touchedObjs.length = 0;
-    this.allVc = new Int32Array(n);
-    this.globalVc = new Int32Array(n);
     while (this.pendingEv.length < n) this.pendingEv.push(newEv());
   }
 
@@ -394,47 +375,12 @@ export class OptimalDporSource implements ChoiceSource {
       this.events[d] = e;
     }
     fill(e, c, (x.threads[c] as ExecState['threads'][number]).pending);
-    e.seq = ++(this.seqOf[c] as number);
     e.prev = this.lastOf[c] as number;
     this.lastOf[c] = d;
     // The event slot's clock is reused from execution to execution (it is
     // written once per execution, before anything refers to it).
-    let vc = e.vc;
-    if (vc.length !== this.seqOf.length) {
-      vc = new Int32Array(this.seqOf.length);
-      e.vc = vc;
-    }
-    vc.set(this.threadVc[c] as Int32Array);
-    join(vc, this.globalVc);
-    if (e.global) join(vc, this.allVc);
-    for (let i = 0; i < e.nacc; i++) {
-      const a = e.acc[i] as number;
-      const obj = a >> 1;
-      join(vc, this.writeVc[obj]);
-      if (a & 1) join(vc, this.readVc[obj]);
-    }
-    vc[c] = e.seq;
-    for (let i = 0; i < e.nacc; i++) {
-      const a = e.acc[i] as number;
-      const obj = a >> 1;
-      if (this.writeVc[obj] === undefined && this.readVc[obj] === undefined) this.touchedObjs.push(obj);
-      if (a & 1) {
-        this.writeVc[obj] = vc;
-        this.readVc[obj] = undefined;
-      } else {
-        const r = this.readVc[obj];
-        if (r) {
-          const m = new Int32Array(r);
-          join(m, vc);
-          this.readVc[obj] = m;
-        } else {
-          this.readVc[obj] = vc;
-        }
-      }
-    }
-    join(this.allVc, vc);
-    if (e.global) this.globalVc = vc;
-    this.threadVc[c] = vc;
+    if (e.vc.length !== this.hb.threads) e.vc = new Int32Array(this.hb.threads);
+    e.seq = this.hb.step(c, e.acc, e.nacc, e.global, e.vc);
   }
 
   /** The end of the interleaved part of an execution: find its races. */
@@ -476,7 +422,7 @@ export class OptimalDporSource implements ChoiceSource {
         this.events[n] = p;
       }
       fill(p, q, tq.pending);
-      p.seq = (this.seqOf[q] as number) + 1;
+      p.seq = (this.hb.seqOf[q] as number) + 1;
       p.prev = this.lastOf[q] as number;
       covered.fill(0);
       if (p.prev >= 0) join(covered, (this.events[p.prev] as Event).vc);
