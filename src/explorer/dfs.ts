@@ -41,6 +41,23 @@ export function deepestPending<N>(nodes: N[], pending: (n: N) => number): number
   return -1;
 }
 
+/**
+ * The threads of `sleepers` that stay asleep after thread `c` runs its
+ * pending step: those whose pending step is independent of it (live
+ * declarations, refreshed: the state is the one they are about to run in).
+ */
+export function stillAsleep(threads: ExecState['threads'], sleepers: number, c: number): number {
+  const sc = (threads[c] as ExecState['threads'][number]).pending;
+  let carry = sleepers & ~(1 << c);
+  let next = 0;
+  while (carry) {
+    const u = 31 - Math.clz32(carry & -carry);
+    carry &= carry - 1;
+    if (!dependent((threads[u] as ExecState['threads'][number]).pending, sc)) next |= 1 << u;
+  }
+  return next;
+}
+
 /** Picks from `cands`: `last` if it is a candidate, else the lowest index. */
 export function preferred(cands: number, last: number): number {
   if (last >= 0 && cands & (1 << last)) return last;

@@ -21,7 +21,7 @@
  */
 import { accDependent, MAX_ACCESSES, type Step } from '../kernel/sched.ts';
 import { HappensBefore } from './clocks.ts';
-import { deepestPending, NondeterminismError, preferred } from './dfs.ts';
+import { deepestPending, NondeterminismError, preferred, stillAsleep } from './dfs.ts';
 import type { ChoiceSource, ExecState } from './execution.ts';
 
 interface Node {
@@ -158,18 +158,7 @@ export class DporSource implements ChoiceSource {
 
   private take(x: ExecState, node: Node, c: number): void {
     node.chosen = c;
-    let carry = (node.sleep | node.done) & ~(1 << c);
-    const sc = (x.threads[c] as ExecState['threads'][number]).pending;
-    let next = 0;
-    while (carry) {
-      const u = 31 - Math.clz32(carry & -carry);
-      carry &= carry - 1;
-      const su = (x.threads[u] as ExecState['threads'][number]).pending;
-      if (su.refresh !== null) su.refresh(su);
-      if (sc.refresh !== null) sc.refresh(sc);
-      if (!(su.global || sc.global || accDependent(su.acc, su.nacc, sc.acc, sc.nacc))) next |= 1 << u;
-    }
-    this.nextSleep = next;
+    this.nextSleep = stillAsleep(x.threads, node.sleep | node.done, c);
     node.done |= 1 << c;
   }
 

@@ -49,7 +49,7 @@ import { DmaFence } from '../kernel/dma-fence.ts';
 import { Lock } from '../kernel/locking.ts';
 import { accDependent, MAX_ACCESSES, runnable, type Step, type Task } from '../kernel/sched.ts';
 import { HappensBefore, join } from './clocks.ts';
-import { NondeterminismError, preferred } from './dfs.ts';
+import { NondeterminismError, preferred, stillAsleep } from './dfs.ts';
 import type { ChoiceSource, ExecState } from './execution.ts';
 
 /** A step as the race analysis and the wakeup trees need it. */
@@ -350,18 +350,7 @@ export class OptimalDporSource implements ChoiceSource {
   /** Runs branch `c` of `node`: the child inherits the sleepers independent of c, and c's subtree. */
   private take(x: ExecState, node: ONode, c: number): void {
     node.chosen = c;
-    const sc = (x.threads[c] as ExecState['threads'][number]).pending;
-    let carry = node.sleep & ~(1 << c);
-    let next = 0;
-    while (carry) {
-      const u = 31 - Math.clz32(carry & -carry);
-      carry &= carry - 1;
-      const su = (x.threads[u] as ExecState['threads'][number]).pending;
-      if (su.refresh !== null) su.refresh(su);
-      if (sc.refresh !== null) sc.refresh(sc);
-      if (!(su.global || sc.global || accDependent(su.acc, su.nacc, sc.acc, sc.nacc))) next |= 1 << u;
-    }
-    this.nextSleep = next;
+    this.nextSleep = stillAsleep(x.threads, node.sleep, c);
     const b = node.wut[0] as WNode;
     this.nextWut = b.children;
     b.children = [];
