@@ -45,6 +45,21 @@ import {
   type Task,
 } from 'dmabuf-check';
 
+/**
+ * The invalidate callback. Locking: called with resv held by the exporter.
+ * For iommufd an invalidate is a revoke: unmap now, never remap on its own
+ * ([V6]). Defined once, here: a generator function made in the constructor
+ * would be a new one in every execution, which V8 makes slow to run.
+ */
+const iopt_revoke_notify = kfn(
+  'iopt_revoke_notify',
+  function* (t: Task, a: DmaBufAttachment, self: IommufdImporter, unmapOnRevoke: boolean): KGen {
+    if (!unmapOnRevoke || !self.sgt) return;
+    yield* dma_buf_unmap_attachment(t, a, self.sgt, 'DMA_BIDIRECTIONAL');
+    self.sgt = null;
+  },
+);
+
 class IommufdImporter implements ImporterInstance {
   readonly attachCall = 'dma_buf_dynamic_attach';
   /** Everything below is protected by the buffer's resv: ops take it first ([L9]: resv → importer locks). */
@@ -56,16 +71,9 @@ class IommufdImporter implements ImporterInstance {
 
   constructor(readonly env: ImporterEnv) {
     const unmapOnRevoke = env.options.unmap_on_revoke !== false;
-    const self = this;
     this.attachOps = {
       allow_peer2peer: true,
-      // Locking: called with resv held by the exporter. For iommufd an
-      // invalidate is a revoke: unmap now, never remap on its own ([V6]).
-      invalidate_mappings: kfn('iopt_revoke_notify', function* (t: Task, a: DmaBufAttachment): KGen {
-        if (!unmapOnRevoke || !self.sgt) return;
-        yield* dma_buf_unmap_attachment(t, a, self.sgt, 'DMA_BIDIRECTIONAL');
-        self.sgt = null;
-      }),
+      invalidate_mappings: (t: Task, a: DmaBufAttachment) => iopt_revoke_notify(t, a, this, unmapOnRevoke),
     };
   }
 

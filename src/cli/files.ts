@@ -8,10 +8,9 @@ import { pathToFileURL } from 'node:url';
 import type { DriverDef } from '../drivers/driver.ts';
 import { nearest, ScenarioError, type ScenarioIssue } from '../scenario/errors.ts';
 import { driverModuleRefsAt } from '../scenario/load-yaml.ts';
+import { UsageError } from './usage-error.ts';
 
-export class UsageError extends Error {
-  readonly code = 'DMABUF_USAGE';
-}
+export { UsageError };
 
 /** Every `*.yaml` / `*.yml` under the paths (directories recursively), sorted, deduplicated. */
 export function scenarioFiles(paths: readonly string[]): string[] {

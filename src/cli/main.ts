@@ -5,42 +5,16 @@
  * Exit status: 0 every scenario met its expectation; 1 some did not; 2 bad
  * input (scenario, token, argument); 3 internal error.
  */
-import { writeFileSync } from 'node:fs';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import pc from 'picocolors';
-import { type CheckResult, checkScenario } from '../check.ts';
 import { NondeterminismError } from '../explorer/dfs.ts';
-import type { Strategy } from '../explorer/explore.ts';
 import { ReplayMismatchError } from '../explorer/replay.ts';
 import { TokenError } from '../explorer/token.ts';
-import { colors } from '../report/colors.ts';
-import { documentJson, type InputErrorJson } from '../report/json.ts';
-import { renderFinding, renderResult } from '../report/kernel-text.ts';
-import { traceMermaid } from '../report/mermaid.ts';
-import { compile } from '../scenario/compile.ts';
 import { ScenarioError } from '../scenario/errors.ts';
-import { loadScenario } from '../scenario/load-yaml.ts';
-import { replayToken } from '../trace/replay.ts';
-import { loadDriverModules, readScenarioText, scenarioFiles, UsageError } from './files.ts';
-import { formatReplay } from './format-replay.ts';
-import {
-  addCheckOutputOptions,
-  addReplayOutputOptions,
-  CheckOutputs,
-  type OutputFlags,
-  replayHtml,
-} from './outputs.ts';
-import { registerPlayground } from './playground.ts';
-import { progressLine } from './progress.ts';
-
-const EXIT_OK = 0;
-const EXIT_NOT_MET = 1;
-const EXIT_BAD_INPUT = 2;
-const EXIT_INTERNAL = 3;
-
-const CATALOGUE = fileURLToPath(new URL('../../scenarios', import.meta.url));
+import type { CheckCliOptions, Handover, ReplayCliOptions } from './commands.ts';
+import { EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_OK } from './exit.ts';
+import { addCheckOutputOptions, addReplayOutputOptions } from './output-options.ts';
+import { registerPlayground } from './playground-command.ts';
+import { UsageError } from './usage-error.ts';
 
 function positiveInt(what: string) {
   return (v: string): number => {
@@ -67,154 +41,7 @@ function seconds(v: string): number {
   return n;
 }
 
-/** The path as shown in reports: relative to the working directory when inside it. */
-function shown(file: string): string {
-  const rel = path.relative(process.cwd(), path.resolve(file));
-  return rel && !rel.startsWith('..') && !path.isAbsolute(rel) ? rel : file;
-}
-
-interface CheckCliOptions extends OutputFlags {
-  json?: boolean;
-  maxExecutions?: number;
-  timeout?: number;
-  seed?: number;
-  strategy?: Strategy;
-  color?: boolean;
-  count?: boolean;
-}
-
-/** The `--count` line: executions, Mazurkiewicz traces, redundant ones and why; whether every interleaving was covered. */
-function countLine(r: CheckResult): string {
-  const n = r.count;
-  if (!n) return '';
-  const end = r.stats.complete
-    ? 'complete'
-    : `incomplete${r.stopped ? ` (stopped: ${r.stopped})` : ''}: not every interleaving was explored, the counts are lower bounds`;
-  return `count ${r.name}: ${n.executions} executions explored, ${n.traces} Mazurkiewicz traces, ${n.redundant} redundant (sleep-set blocked ${n.sleepBlocked}, equivalent to an earlier one ${n.equivalent}); ${end}\n`;
-}
-
-async function runCheck(paths: string[], o: CheckCliOptions): Promise<number> {
-  const results: CheckResult[] = [];
-  const errors: InputErrorJson[] = [];
-  const seen = new Map<string, string>();
-  // A path that does not exist is reported like a bad file: the others are still checked.
-  const files = new Set<string>();
-  for (const p of paths.length ? paths : [CATALOGUE]) {
-    try {
-      for (const f of scenarioFiles([p])) files.add(f);
-    } catch (e) {
-      if (!(e instanceof UsageError)) throw e;
-      errors.push({ file: p, error: e.code, messages: [e.message] });
-      process.stderr.write(`dmabuf-check: ${e.message}\n`);
-    }
-  }
-  const outputs = new CheckOutputs(o, files.size > 1);
-  // With --mermaid, stdout carries only the diagrams: the reports go to stderr.
-  const out = o.mermaid ? process.stderr : process.stdout;
-  const c = colors(o.color !== false && !o.json && out.isTTY === true && pc.isColorSupported);
-  const progress = progressLine(process.stderr);
-  for (const file of files) {
-    const name = shown(file);
-    let text: string;
-    try {
-      text = readScenarioText(file);
-      const modules = await loadDriverModules(file, text);
-      const spec = loadScenario(text, name, { modules });
-      const first = seen.get(spec.name);
-      if (first) {
-        const m = /^name:/m.exec(text);
-        const line = m ? text.slice(0, m.index).split('\n').length : 1;
-        throw new ScenarioError([
-          {
-            file: name,
-            line,
-            col: 1,
-            message: `name "${spec.name}" is already used by ${first}; scenario names are unique in a catalogue`,
-          },
-        ]);
-      }
-      seen.set(spec.name, name);
-      const r = checkScenario(spec, name, {
-        ...(o.maxExecutions !== undefined ? { maxExecutions: o.maxExecutions } : {}),
-        ...(o.timeout !== undefined ? { timeoutMs: o.timeout * 1000 } : {}),
-        ...(o.seed !== undefined ? { seed: o.seed } : {}),
-        ...(o.strategy ? { strategy: o.strategy } : {}),
-        ...(o.count ? { count: true } : {}),
-        onProgress: (p) => progress.update(spec.name, p),
-      });
-      progress.clear();
-      results.push(r);
-      if (!o.json) out.write(`${renderResult(r, { file: name }, c)}\n${countLine(r)}`);
-      outputs.add(spec, r, name);
-    } catch (e) {
-      progress.clear();
-      if (e instanceof ScenarioError) {
-        errors.push({
-          file: name,
-          error: e.code,
-          messages: e.issues.map((i) => `${i.file}:${i.line}:${i.col}: ${i.message}`),
-        });
-        process.stderr.write(`${e.message}\n`);
-      } else if (e instanceof UsageError || e instanceof NondeterminismError) {
-        errors.push({ file: name, error: e.code, messages: [e.message] });
-        process.stderr.write(`${name}: ${e.message}\n`);
-      } else {
-        throw e;
-      }
-    }
-  }
-  const failed = results.filter((r) => !r.met).length;
-  if (o.json) {
-    process.stdout.write(`${JSON.stringify(documentJson(results, errors), null, 2)}\n`);
-  } else {
-    const parts = [`${results.length - failed} passed`, `${failed} failed`];
-    if (errors.length) parts.push(`${errors.length} not checked (bad input)`);
-    out.write(
-      `\n${results.length + errors.length} scenario${results.length + errors.length === 1 ? '' : 's'}: ${parts.join(', ')}\n`,
-    );
-  }
-  if (errors.length) return EXIT_BAD_INPUT;
-  return failed ? EXIT_NOT_MET : EXIT_OK;
-}
-
-interface ReplayCliOptions extends OutputFlags {
-  token: string[];
-  json?: boolean;
-  trace?: string;
-  color?: boolean;
-}
-
-async function runReplay(file: string, o: ReplayCliOptions): Promise<number> {
-  const name = shown(file);
-  const text = readScenarioText(file);
-  const modules = await loadDriverModules(file, text);
-  const spec = loadScenario(text, name, { modules });
-  const tokens = o.token;
-  const html = replayHtml(o);
-  const { result, trace } = replayToken(compile(spec), tokens[tokens.length - 1] as string, name, tokens.slice(0, -1));
-  if (o.json) {
-    process.stdout.write(`${JSON.stringify(trace, null, 2)}\n`);
-  } else if (o.mermaid) {
-    process.stdout.write(traceMermaid(trace));
-  } else {
-    const c = colors(o.color !== false && process.stdout.isTTY === true && pc.isColorSupported);
-    process.stdout.write(`${formatReplay(trace)}\n`);
-    for (const f of result.findings)
-      process.stdout.write(`${renderFinding({ ...f, token: trace.token as never }, { file: name }, c)}\n`);
-  }
-  // Written after the replay is printed, so a bad --trace path loses nothing.
-  if (o.trace) {
-    try {
-      writeFileSync(o.trace, `${JSON.stringify(trace, null, 2)}\n`);
-    } catch (e) {
-      throw new UsageError(`--trace ${o.trace}: cannot write the trace: ${(e as Error).message}`);
-    }
-  }
-  html(trace);
-  return EXIT_OK;
-}
-
-function buildProgram(setExit: (code: number) => void): Command {
+function buildProgram(setExit: (code: number) => void, handover: Handover | undefined): Command {
   const program = new Command('dmabuf-check')
     .description('Check dma-buf exporter/importer protocols over every interleaving.')
     .version('0.1.0')
@@ -245,7 +72,9 @@ function buildProgram(setExit: (code: number) => void): Command {
       'explore every interleaving (no stop at the first finding, no minimisation) and count the Mazurkiewicz traces',
     )
     .option('--no-color', 'no colours even on a terminal');
-  addCheckOutputOptions(check).action(async (paths: string[], o: CheckCliOptions) => setExit(await runCheck(paths, o)));
+  addCheckOutputOptions(check).action(async (paths: string[], o: CheckCliOptions) =>
+    setExit(await (await import('./commands.ts')).runCheck(paths, o, handover)),
+  );
 
   const replay = program
     .command('replay')
@@ -259,16 +88,22 @@ function buildProgram(setExit: (code: number) => void): Command {
     .option('--json', 'print the trace as JSON')
     .option('--trace <file>', 'also write the trace as JSON to this file')
     .option('--no-color', 'no colours even on a terminal');
-  addReplayOutputOptions(replay).action(async (file: string, o: ReplayCliOptions) => setExit(await runReplay(file, o)));
+  addReplayOutputOptions(replay).action(async (file: string, o: ReplayCliOptions) =>
+    setExit(await (await import('./commands.ts')).runReplay(file, o, handover)),
+  );
   registerPlayground(program, setExit);
   return program;
 }
 
-export async function main(argv: readonly string[]): Promise<number> {
+/**
+ * Runs the command line on `argv` and returns the exit status. `handover`:
+ * see {@link Handover} (given only by the built command line).
+ */
+export async function main(argv: readonly string[], handover?: Handover): Promise<number> {
   let code = EXIT_OK;
   const program = buildProgram((c) => {
     code = c;
-  });
+  }, handover);
   try {
     await program.parseAsync(argv as string[], { from: 'user' });
     return code;
@@ -299,15 +134,15 @@ export async function main(argv: readonly string[]): Promise<number> {
   }
 }
 
-const isMain = process.argv[1] && /dmabuf-check(\.js)?$|main\.ts$/.test(process.argv[1]);
-if (isMain) {
+/** What `bin/dmabuf-check.js` runs: {@link main} on `argv`, with the exit status and a quiet end on a closed pipe. */
+export function run(argv: readonly string[], handover?: Handover): void {
   // A closed pipe (`| head`) ends the output quietly, like any Unix tool.
   for (const s of [process.stdout, process.stderr]) {
     s.on('error', (e: NodeJS.ErrnoException) => {
       if (e.code === 'EPIPE') process.exit(process.exitCode ?? 0);
     });
   }
-  main(process.argv.slice(2)).then(
+  main(argv, handover).then(
     (code) => {
       process.exitCode = code;
     },
@@ -316,3 +151,6 @@ if (isMain) {
     },
   );
 }
+
+// `tsx src/cli/main.ts …` runs it directly.
+if (process.argv[1] && /main\.ts$/.test(process.argv[1])) run(process.argv.slice(2));

@@ -7,7 +7,6 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { type Command, Option } from 'commander';
 import type { CheckResult } from '../check.ts';
 import { embedTrace, TRACE_PLACEHOLDER } from '../report/html-embed.ts';
 import { traceMermaid } from '../report/mermaid.ts';
@@ -16,45 +15,12 @@ import type { ScenarioSpec } from '../scenario/spec.ts';
 import { replayToken } from '../trace/replay.ts';
 import type { Trace } from '../trace/trace.ts';
 import { UsageError } from './files.ts';
+import { addCheckOutputOptions, addReplayOutputOptions, type OutputFlags } from './output-options.ts';
 
 /** The built viewer page (`npm run build:web`). */
 export const VIEWER_PAGE = fileURLToPath(new URL('../../dist/web/viewer/index.html', import.meta.url));
 
-export interface OutputFlags {
-  trace?: string;
-  html?: string;
-  mermaid?: boolean;
-}
-
-/** `--trace`, `--html`, `--mermaid` for `check`. */
-export function addCheckOutputOptions(cmd: Command): Command {
-  return cmd
-    .option(
-      '--trace <file>',
-      "write the counterexample's trace as JSON to this file (several scenarios: out.json → out.<name>.json)",
-    )
-    .option(
-      '--html <file>',
-      "write the counterexample's trace as one self-contained HTML page, the trace viewer (several scenarios: out.html → out.<name>.html)",
-    )
-    .addOption(
-      new Option(
-        '--mermaid',
-        'print each counterexample as a Mermaid sequenceDiagram on stdout (the reports go to stderr)',
-      ).conflicts('json'),
-    );
-}
-
-/** `--html`, `--mermaid` for `replay` (which has `--trace` already). */
-export function addReplayOutputOptions(cmd: Command): Command {
-  return cmd
-    .option('--html <file>', 'also write the trace as one self-contained HTML page (the trace viewer)')
-    .addOption(
-      new Option('--mermaid', 'print the trace as a Mermaid sequenceDiagram instead of the step list').conflicts(
-        'json',
-      ),
-    );
-}
+export { addCheckOutputOptions, addReplayOutputOptions, type OutputFlags };
 
 /** `out.html` → `out.<name>.html` (checking several scenarios writes one file each). */
 export function outputPath(file: string, scenario: string, multi: boolean): string {

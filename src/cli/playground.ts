@@ -13,12 +13,13 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { type Command, InvalidArgumentError } from 'commander';
 import { UsageError } from './files.ts';
+import { DEFAULT_PORT } from './playground-command.ts';
+
+export { DEFAULT_PORT };
 
 /** The only address the playground binds. */
 export const LOOPBACK = '127.0.0.1';
-export const DEFAULT_PORT = 5173;
 /** How many ports after the default to try when it is taken. */
 const PORT_TRIES = 20;
 
@@ -199,26 +200,4 @@ export function ensurePlaygroundBuilt(log: (s: string) => void = (s) => process.
   if (r.status !== 0 || !existsSync(path.join(PLAYGROUND_DIR, 'index.html'))) {
     throw new UsageError(`building the playground failed: ${how} and look at its errors`);
   }
-}
-
-function portArg(v: string): number {
-  const n = Number(v);
-  if (!/^\d+$/.test(v) || n > 65535) throw new InvalidArgumentError(`--port must be 0..65535, got "${v}"`);
-  return n;
-}
-
-/** Registers `playground` on the command line. The command returns once the server listens. */
-export function registerPlayground(program: Command, setExit: (code: number) => void): void {
-  program
-    .command('playground')
-    .description(
-      'serve the browser playground on http://127.0.0.1 (loopback only): edit and check scenarios in the browser',
-    )
-    .option('--port <n>', `port (default ${DEFAULT_PORT}, or the next free one; 0: any free port)`, portArg)
-    .action(async (o: { port?: number }) => {
-      ensurePlaygroundBuilt();
-      const s = await startPlaygroundServer(o.port !== undefined ? { port: o.port } : {});
-      process.stdout.write(`dmabuf-check playground: ${s.url}  (serving ${PLAYGROUND_DIR}; Ctrl-C to stop)\n`);
-      setExit(0);
-    });
 }

@@ -80,7 +80,9 @@ export interface TranslationTable extends KObject {
 
 /** One shared object per entry of a translation table. */
 export function tableSlots(k: Kernel, name: string, n: number): KObject[] {
-  return Array.from({ length: n }, (_, i) => new SharedObject(k, `${name}[${i}]`, 'translation_slot'));
+  const slots: KObject[] = [];
+  for (let i = 0; i < n; i++) slots.push(new SharedObject(k, `${name}[${i}]`, 'translation_slot'));
+  return slots;
 }
 
 interface TableDecl {

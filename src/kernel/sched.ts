@@ -190,13 +190,15 @@ export class Task {
 
 /** Anything shared between threads: has an id for the explorer, a name for people. */
 export abstract class KObject {
-  readonly id: number;
+  // Declared, not class fields: every kind of object runs this constructor, and
+  // defining fields on that many shapes from one place is V8's slow path.
+  // Assigned in the order the fields had (name, then id).
+  declare readonly name: string;
+  declare readonly id: number;
   abstract readonly type: string;
 
-  constructor(
-    k: Kernel,
-    readonly name: string,
-  ) {
+  constructor(k: Kernel, name: string) {
+    this.name = name;
     this.id = k.register(this);
   }
 
@@ -225,12 +227,87 @@ export function kfn<A extends unknown[], R>(
   name: string,
   body: (t: Task, ...args: A) => KGen<R>,
 ): (t: Task, ...args: A) => KGen<R> {
-  const f = function* (t: Task, ...args: A): KGen<R> {
-    t.stack.push(name);
-    const r = yield* body(t, ...args);
-    t.stack.pop();
-    return r;
-  };
+  const f = (t: Task, ...args: A): KGen<R> =>
+    new KFrame(name, body as (t: Task, ...args: unknown[]) => KGen<R>, t, args) as unknown as KGen<R>;
   Object.defineProperty(f, 'name', { value: name });
   return f;
+}
+
+/**
+ * The generator {@link kfn} returns, as a plain iterator: it behaves exactly
+ * like `function* () { t.stack.push(name); const r = yield* body(t, ...args);
+ * t.stack.pop(); return r; }` (the body starts at the first `next()`), but
+ * resuming it is a method call instead of one more generator frame to resume
+ * on every step of everything it calls.
+ */
+class KFrame<R> {
+  /** 0: not started, 1: running the body, 2: finished. */
+  private state = 0;
+  private inner: KGen<R> | null = null;
+
+  constructor(
+    private readonly name: string,
+    private readonly body: (t: Task, ...args: unknown[]) => KGen<R>,
+    private readonly t: Task,
+    private readonly args: unknown[],
+  ) {}
+
+  next(): IteratorResult<Step, R> {
+    let g = this.inner;
+    if (g === null) {
+      if (this.state === 2) return { value: undefined as R, done: true };
+      this.state = 1;
+      this.t.stack.push(this.name);
+      const a = this.args;
+      const t = this.t;
+      g =
+        a.length === 0
+          ? this.body(t)
+          : a.length === 1
+            ? this.body(t, a[0])
+            : a.length === 2
+              ? this.body(t, a[0], a[1])
+              : this.body(t, ...a);
+      this.inner = g;
+    }
+    const r = g.next();
+    if (r.done === true) this.end();
+    return r;
+  }
+
+  return(value: R): IteratorResult<Step, R> {
+    const g = this.inner;
+    if (g === null || this.state === 2) {
+      this.state = 2;
+      return { value, done: true };
+    }
+    const r = g.return(value);
+    // A return that completes leaves the frame without popping it, like the generator it replaces.
+    if (r.done === true) {
+      this.state = 2;
+      this.inner = null;
+    }
+    return r;
+  }
+
+  throw(e: unknown): IteratorResult<Step, R> {
+    const g = this.inner;
+    if (g === null || this.state === 2) {
+      this.state = 2;
+      throw e;
+    }
+    const r = g.throw(e);
+    if (r.done === true) this.end();
+    return r;
+  }
+
+  [Symbol.iterator](): this {
+    return this;
+  }
+
+  private end(): void {
+    this.state = 2;
+    this.inner = null;
+    this.t.stack.pop();
+  }
 }

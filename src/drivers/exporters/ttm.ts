@@ -30,8 +30,14 @@
  * ttm_bo_handle_move_mem), ttm_bo_vm.c (ttm_bo_vm_fault, ttm_bo_vm_reserve),
  * drivers/gpu/drm/drm_prime.c and amdgpu_dma_buf.c (the dma_buf_ops)
  */
-import { type DmaBuf, dma_buf_check_alive, dma_buf_export, dma_buf_invalidate_mappings } from '../../kernel/dma-buf.ts';
-import type { DmaBufOps, DmaDataDirection } from '../../kernel/dma-buf-ops.ts';
+import {
+  type DmaBuf,
+  type DmaBufAttachment,
+  dma_buf_check_alive,
+  dma_buf_export,
+  dma_buf_invalidate_mappings,
+} from '../../kernel/dma-buf.ts';
+import type { DmaBufOps, DmaDataDirection, IosysMap, PfnResult, SgTable } from '../../kernel/dma-buf-ops.ts';
 import { type DmaFence, dma_fence_init, dma_fence_signal, dma_fence_wait } from '../../kernel/dma-fence.ts';
 import {
   DMA_RESV_USAGE_BOOKKEEP,
@@ -45,11 +51,12 @@ import {
   dma_resv_unlock,
   dma_resv_wait_timeout,
 } from '../../kernel/dma-resv.ts';
-import { EBUSY, EINVAL, isErr } from '../../kernel/errno.ts';
+import { EBUSY, EINVAL, isErr, type Result } from '../../kernel/errno.ts';
 import { lock_release } from '../../kernel/locking.ts';
 import {
   unmap_mapping_range,
   VM_FAULT_RETRY,
+  type Vma,
   type VmFault,
   type VmOperations,
   vma_link,
@@ -83,28 +90,37 @@ export class TtmBufferObject {
   ) {}
 }
 
+// Every generator function here is made once, not per buffer: a generator
+// function made per buffer costs V8 a fresh prototype and object shape the
+// first time it runs, in every execution.
+
+/**
+ * Locking: mmap_lock held for read. Trylocks resv; if contended drops
+ * mmap_lock, waits for resv and returns VM_FAULT_RETRY; else waits for the
+ * move fence, inserts the PFN and unlocks resv before returning ([L14]).
+ */
+const ttm_bo_vm_fault = kfn(
+  'ttm_bo_vm_fault',
+  function* (t: Task, vmf: VmFault, bo: TtmBufferObject, buf: DmaBuf): KGen<number> {
+    if (!(yield* dma_resv_trylock(t, buf.resv))) {
+      yield* lock_release(t, vmf.vma.mm.mmap_lock, 'mmap_read_unlock');
+      yield* dma_resv_lock(t, buf.resv, null);
+      yield* dma_resv_unlock(t, buf.resv);
+      return VM_FAULT_RETRY;
+    }
+    if (bo.moving) yield* dma_fence_wait(t, bo.moving, true);
+    const f = bo.frames[vmf.pgoff];
+    let ret = 0x2;
+    if (f) ret = yield* vmf_insert_pfn(t, vmf.vma, vmf.page, pfnRef(f));
+    yield* dma_resv_unlock(t, buf.resv);
+    return ret;
+  },
+);
+
 function ttmVmOps(bo: TtmBufferObject, buf: DmaBuf): VmOperations {
   return {
     name: 'ttm_bo_vm_fault',
-    /**
-     * Locking: mmap_lock held for read. Trylocks resv; if contended drops
-     * mmap_lock, waits for resv and returns VM_FAULT_RETRY; else waits for the
-     * move fence, inserts the PFN and unlocks resv before returning ([L14]).
-     */
-    fault: kfn('ttm_bo_vm_fault', function* (t: Task, vmf: VmFault): KGen<number> {
-      if (!(yield* dma_resv_trylock(t, buf.resv))) {
-        yield* lock_release(t, vmf.vma.mm.mmap_lock, 'mmap_read_unlock');
-        yield* dma_resv_lock(t, buf.resv, null);
-        yield* dma_resv_unlock(t, buf.resv);
-        return VM_FAULT_RETRY;
-      }
-      if (bo.moving) yield* dma_fence_wait(t, bo.moving, true);
-      const f = bo.frames[vmf.pgoff];
-      let ret = 0x2;
-      if (f) ret = yield* vmf_insert_pfn(t, vmf.vma, vmf.page, pfnRef(f));
-      yield* dma_resv_unlock(t, buf.resv);
-      return ret;
-    }),
+    fault: (t: Task, vmf: VmFault) => ttm_bo_vm_fault(t, vmf, bo, buf),
   };
 }
 
@@ -170,6 +186,100 @@ const ttm_bo_handle_move_mem = kfn(
   },
 );
 
+/** What an exported BO's ops work on: the BO and the export options. */
+interface TtmState {
+  readonly bo: TtmBufferObject;
+  readonly vmapPin: boolean;
+  readonly cpuAccessMigrate: boolean;
+}
+
+/** Locking: resv held. Waits for a pending move before returning ([O3] pin). */
+function* ttm_pin(t: Task, bo: TtmBufferObject): KGen<number> {
+  yield* ttm_bo_pin(t, bo);
+  return 0;
+}
+
+function* ttm_unpin(bo: TtmBufferObject): KGen {
+  bo.pin_count--;
+}
+
+function* amdgpu_dma_buf_map(
+  t: Task,
+  bo: TtmBufferObject,
+  attach: DmaBufAttachment,
+  dir: DmaDataDirection,
+): KGen<Result<SgTable>> {
+  dma_resv_assert_held(t, attach.dmabuf.resv, 'amdgpu_dma_buf_map', ['L3']);
+  return yield* mapFrames(t, 'amdgpu_dma_buf_map', attach, bo.frames, dir);
+}
+
+function* ttm_bo_release(t: Task, bo: TtmBufferObject): KGen {
+  yield freeStep(t, 'ttm_bo_release', bo.frames);
+  releaseFrames(t, bo.frames);
+  bo.frames = [];
+}
+
+/** A faulting mapping linked into the buffer's address_space ([C2] b). */
+function* ttm_mmap(t: Task, bo: TtmBufferObject, dmabuf: DmaBuf, vma: Vma): KGen<number> {
+  vma.vm_ops = ttmVmOps(bo, dmabuf);
+  yield* vma_link(t, vma, dmabuf.f_mapping);
+  return 0;
+}
+
+/**
+ * `amdgpu_dma_buf_vmap`. Locking: resv held ([L3]). Pins (unless
+ * `vmap_pin: false`), then maps the current placement ([C6]).
+ */
+function* amdgpu_dma_buf_vmap(t: Task, st: TtmState, dmabuf: DmaBuf): KGen<Result<IosysMap>> {
+  dma_resv_assert_held(t, dmabuf.resv, 'amdgpu_dma_buf_vmap', ['L3', 'C6']);
+  if (st.vmapPin) yield* ttm_bo_pin(t, st.bo);
+  return yield* vmapFrames(t, 'ttm_bo_vmap', dmabuf, st.bo.frames);
+}
+
+/** `amdgpu_dma_buf_vunmap`. Locking: resv held ([L3]). Unmaps, then unpins. */
+function* amdgpu_dma_buf_vunmap(t: Task, st: TtmState, dmabuf: DmaBuf, map: IosysMap): KGen {
+  dma_resv_assert_held(t, dmabuf.resv, 'amdgpu_dma_buf_vunmap', ['L3', 'C6']);
+  yield* vunmapFrames(t, 'ttm_bo_vunmap', map);
+  if (st.vmapPin) st.bo.pin_count--;
+}
+
+/**
+ * `amdgpu_dma_buf_begin_cpu_access`. Locking: resv not held; takes it
+ * (amdgpu_bo_reserve) for a CPU read, and moves an unpinned BO out of
+ * VRAM ([C7], [LT8]).
+ */
+const amdgpu_dma_buf_begin_cpu_access = kfn(
+  'amdgpu_dma_buf_begin_cpu_access',
+  function* (t: Task, dmabuf: DmaBuf, dir: DmaDataDirection, st: TtmState): KGen<number> {
+    const bo = st.bo;
+    const reads = dir === 'DMA_BIDIRECTIONAL' || dir === 'DMA_FROM_DEVICE';
+    if (!reads || !st.cpuAccessMigrate) return 0;
+    // amdgpu_bo_reserve(bo, false)
+    yield* dma_resv_lock_interruptible(t, dmabuf.resv, null);
+    if (dma_buf_check_alive(t, dmabuf, 'amdgpu_dma_buf_begin_cpu_access')) {
+      // ttm_bo_validate() into GTT unless pinned (a no-op when already there).
+      if (bo.pin_count === 0 && bo.placement === bo.pools.vram) {
+        yield* ttm_bo_handle_move_mem(t, dmabuf, bo, bo.pools.system);
+      }
+    }
+    yield* dma_resv_unlock(t, dmabuf.resv);
+    return 0;
+  },
+);
+
+/** RFC get_pfn on a TTM BO: the current placement's frame. Locking: resv held. */
+function* ttm_bo_get_pfn(
+  t: Task,
+  bo: TtmBufferObject,
+  attach: DmaBufAttachment,
+  pgoff: number,
+): KGen<Result<PfnResult>> {
+  dma_resv_assert_held(t, attach.dmabuf.resv, 'ttm_bo_get_pfn', ['P1', 'L3']);
+  const f = bo.frames[pgoff];
+  if (!f) return -EINVAL;
+  return { pfn: pfnRef(f), max_order: 0 };
+}
+
 export const ttm = defineExporter({
   name: 'ttm',
   exportCall: 'ttm_bo_init_reserved',
@@ -200,77 +310,18 @@ export const ttm = defineExporter({
     const vmapPin = env.options.vmap_pin !== false;
     const cpuAccessMigrate = env.options.cpu_access_migrate !== false;
     let buf: DmaBuf | null = null;
+    const st: TtmState = { bo, vmapPin, cpuAccessMigrate };
     const ops: DmaBufOps = {
-      /** Locking: resv held. Waits for a pending move before returning ([O3] pin). */
-      *pin(t) {
-        yield* ttm_bo_pin(t, bo);
-        return 0;
-      },
-      *unpin() {
-        bo.pin_count--;
-      },
-      *map_dma_buf(t, attach, dir) {
-        dma_resv_assert_held(t, attach.dmabuf.resv, 'amdgpu_dma_buf_map', ['L3']);
-        return yield* mapFrames(t, 'amdgpu_dma_buf_map', attach, bo.frames, dir);
-      },
-      *unmap_dma_buf(t, _attach, sgt) {
-        yield* unmapFrames(t, 'amdgpu_dma_buf_unmap', sgt);
-      },
-      *release(t) {
-        yield freeStep(t, 'ttm_bo_release', bo.frames);
-        releaseFrames(t, bo.frames);
-        bo.frames = [];
-      },
-      /** A faulting mapping linked into the buffer's address_space ([C2] b). */
-      *mmap(t, dmabuf, vma) {
-        vma.vm_ops = ttmVmOps(bo, dmabuf);
-        yield* vma_link(t, vma, dmabuf.f_mapping);
-        return 0;
-      },
-      /**
-       * `amdgpu_dma_buf_vmap`. Locking: resv held ([L3]). Pins (unless
-       * `vmap_pin: false`), then maps the current placement ([C6]).
-       */
-      *vmap(t, dmabuf) {
-        dma_resv_assert_held(t, dmabuf.resv, 'amdgpu_dma_buf_vmap', ['L3', 'C6']);
-        if (vmapPin) yield* ttm_bo_pin(t, bo);
-        return yield* vmapFrames(t, 'ttm_bo_vmap', dmabuf, bo.frames);
-      },
-      /** `amdgpu_dma_buf_vunmap`. Locking: resv held ([L3]). Unmaps, then unpins. */
-      *vunmap(t, dmabuf, map) {
-        dma_resv_assert_held(t, dmabuf.resv, 'amdgpu_dma_buf_vunmap', ['L3', 'C6']);
-        yield* vunmapFrames(t, 'ttm_bo_vunmap', map);
-        if (vmapPin) bo.pin_count--;
-      },
-      /**
-       * `amdgpu_dma_buf_begin_cpu_access`. Locking: resv not held; takes it
-       * (amdgpu_bo_reserve) for a CPU read, and moves an unpinned BO out of
-       * VRAM ([C7], [LT8]).
-       */
-      begin_cpu_access: kfn(
-        'amdgpu_dma_buf_begin_cpu_access',
-        function* (t: Task, dmabuf: DmaBuf, dir: DmaDataDirection): KGen<number> {
-          const reads = dir === 'DMA_BIDIRECTIONAL' || dir === 'DMA_FROM_DEVICE';
-          if (!reads || !cpuAccessMigrate) return 0;
-          // amdgpu_bo_reserve(bo, false)
-          yield* dma_resv_lock_interruptible(t, dmabuf.resv, null);
-          if (dma_buf_check_alive(t, dmabuf, 'amdgpu_dma_buf_begin_cpu_access')) {
-            // ttm_bo_validate() into GTT unless pinned (a no-op when already there).
-            if (bo.pin_count === 0 && bo.placement === bo.pools.vram) {
-              yield* ttm_bo_handle_move_mem(t, dmabuf, bo, bo.pools.system);
-            }
-          }
-          yield* dma_resv_unlock(t, dmabuf.resv);
-          return 0;
-        },
-      ),
-      /** RFC get_pfn on a TTM BO: the current placement's frame. Locking: resv held. */
-      *get_pfn(t, attach, pgoff) {
-        dma_resv_assert_held(t, attach.dmabuf.resv, 'ttm_bo_get_pfn', ['P1', 'L3']);
-        const f = bo.frames[pgoff];
-        if (!f) return -EINVAL;
-        return { pfn: pfnRef(f), max_order: 0 };
-      },
+      pin: (t) => ttm_pin(t, bo),
+      unpin: () => ttm_unpin(bo),
+      map_dma_buf: (t, attach, dir) => amdgpu_dma_buf_map(t, bo, attach, dir),
+      unmap_dma_buf: (t, _attach, sgt) => unmapFrames(t, 'amdgpu_dma_buf_unmap', sgt),
+      release: (t) => ttm_bo_release(t, bo),
+      mmap: (t, dmabuf, vma) => ttm_mmap(t, bo, dmabuf, vma),
+      vmap: (t, dmabuf) => amdgpu_dma_buf_vmap(t, st, dmabuf),
+      vunmap: (t, dmabuf, map) => amdgpu_dma_buf_vunmap(t, st, dmabuf, map),
+      begin_cpu_access: (t, dmabuf, dir) => amdgpu_dma_buf_begin_cpu_access(t, dmabuf, dir, st),
+      get_pfn: (t, attach, pgoff) => ttm_bo_get_pfn(t, bo, attach, pgoff),
     };
     const r = yield* dma_buf_export(t, env.name, {
       exp_name: 'ttm',

@@ -26,20 +26,22 @@
  *
  * Models: drivers/dma-buf/udmabuf.c
  */
-import { dma_buf_export } from '../../kernel/dma-buf.ts';
-import type { DmaBufOps } from '../../kernel/dma-buf-ops.ts';
+import { type DmaBuf, dma_buf_export } from '../../kernel/dma-buf.ts';
+import type { DmaBufOps, IosysMap } from '../../kernel/dma-buf-ops.ts';
 import { dma_resv_assert_held } from '../../kernel/dma-resv.ts';
-import { EINVAL, isErr } from '../../kernel/errno.ts';
+import { EINVAL, isErr, type Result } from '../../kernel/errno.ts';
 import type { Kernel } from '../../kernel/kernel.ts';
 import {
   installTranslation,
   VM_FAULT_SIGBUS,
+  type Vma,
   type VmFault,
+  type VmOperations,
   vma_link,
   vmf_insert_pfn,
   zapTranslation,
 } from '../../kernel/memory.ts';
-import { alloc_pages, freeStep, pfnRef, releaseFrames, type Translation } from '../../kernel/page-alloc.ts';
+import { alloc_pages, type Frame, freeStep, pfnRef, releaseFrames, type Translation } from '../../kernel/page-alloc.ts';
 import { type KGen, KObject, kfn, type Task } from '../../kernel/sched.ts';
 import { defineExporter } from '../driver.ts';
 import { mapFrames, unmapFrames, vmapFrames, vunmapFrames } from './common.ts';
@@ -60,6 +62,80 @@ export class Udmabuf extends KObject {
   }
 }
 
+/** What an exported udmabuf's ops work on. */
+interface UdmabufState {
+  readonly frames: Frame[];
+  readonly ubuf: Udmabuf;
+  /** The misc device that begin_cpu_access maps the pages for. */
+  readonly device: string;
+}
+
+// The ops are generator functions made once, here, and not per export: a
+// generator function made per buffer costs V8 a fresh prototype and object
+// shape the first time it runs, in every execution.
+
+const udmabuf_vm_fault = kfn(
+  'udmabuf_vm_fault',
+  function* (t: Task, vmf: VmFault, frames: readonly Frame[]): KGen<number> {
+    const f = frames[vmf.pgoff];
+    if (!f) return VM_FAULT_SIGBUS;
+    return yield* vmf_insert_pfn(t, vmf.vma, vmf.page, pfnRef(f));
+  },
+);
+
+/** `release_udmabuf`: put ubuf->sg, unpin (here: free) the memfd pages. */
+function* release_udmabuf(t: Task, u: UdmabufState): KGen {
+  const { frames, ubuf } = u;
+  yield freeStep(t, 'release_udmabuf', frames).touch(ubuf, 'write');
+  if (ubuf.sg) for (const tr of ubuf.sg) zapTranslation(tr);
+  ubuf.sg = null;
+  releaseFrames(t, frames);
+}
+
+/** `mmap_udmabuf`: a faulting mapping (udmabuf_vm_ops), linked into the buffer's address_space. */
+function* mmap_udmabuf(t: Task, fault: VmOperations['fault'], dmabuf: DmaBuf, vma: Vma): KGen<number> {
+  vma.vm_ops = { name: 'udmabuf_vm_fault', fault };
+  yield* vma_link(t, vma, dmabuf.f_mapping);
+  return 0;
+}
+
+/** `vmap_udmabuf`. Locking: resv held ([L3], [C6]). */
+function* vmap_udmabuf(t: Task, u: UdmabufState, dmabuf: DmaBuf): KGen<Result<IosysMap>> {
+  dma_resv_assert_held(t, dmabuf.resv, 'vmap_udmabuf', ['L3', 'C6']);
+  return yield* vmapFrames(t, 'vm_map_ram', dmabuf, u.frames);
+}
+
+/** `vunmap_udmabuf`. Locking: resv held ([L3], [C6]). */
+function* vunmap_udmabuf(t: Task, dmabuf: DmaBuf, map: IosysMap): KGen {
+  dma_resv_assert_held(t, dmabuf.resv, 'vunmap_udmabuf', ['L3', 'C6']);
+  yield* vunmapFrames(t, 'vm_unmap_ram', map);
+}
+
+/** `begin_cpu_udmabuf`. Locking: resv not held, takes nothing ([C7]). */
+function* begin_cpu_udmabuf(t: Task, u: UdmabufState, dmabuf: DmaBuf): KGen<number> {
+  const { frames, ubuf } = u;
+  const s = t.at('begin_cpu_udmabuf', 'write', ubuf);
+  for (const f of frames) s.touch(f, 'write');
+  yield s;
+  if (!ubuf.sg) {
+    // get_sg_table(): dma_map_sgtable for the udmabuf misc device.
+    ubuf.sg = frames.map((f, i) => installTranslation(t, 'dma', u.device, dmabuf.name, i, pfnRef(f)));
+  } else {
+    // dma_sync_sg_for_cpu()
+    ubuf.syncs++;
+  }
+  return 0;
+}
+
+/** `end_cpu_udmabuf`: -EINVAL before any begin_cpu_access. Locking: resv not held ([C7]). */
+function* end_cpu_udmabuf(t: Task, ubuf: Udmabuf): KGen<number> {
+  yield t.at('end_cpu_udmabuf', 'write', ubuf);
+  if (!ubuf.sg) return -EINVAL;
+  // dma_sync_sg_for_device()
+  ubuf.syncs++;
+  return 0;
+}
+
 export const udmabuf = defineExporter({
   name: 'udmabuf',
   exportCall: 'udmabuf_create',
@@ -72,66 +148,18 @@ export const udmabuf = defineExporter({
     // udmabuf_create: memfd_pin_folios() for every page of the range.
     const frames = yield* alloc_pages(t, pool, env.pages, (i) => `${env.name} (udmabuf memfd) page ${i}`);
     const ubuf = new Udmabuf(env.k, `${env.name}:udmabuf`);
-    const device = `${env.name}:udmabuf-misc`;
-
-    const fault = kfn('udmabuf_vm_fault', function* (t: Task, vmf: VmFault): KGen<number> {
-      const f = frames[vmf.pgoff];
-      if (!f) return VM_FAULT_SIGBUS;
-      return yield* vmf_insert_pfn(t, vmf.vma, vmf.page, pfnRef(f));
-    });
+    const u: UdmabufState = { frames, ubuf, device: `${env.name}:udmabuf-misc` };
+    const fault = (t: Task, vmf: VmFault) => udmabuf_vm_fault(t, vmf, frames);
 
     const ops: DmaBufOps = {
-      *map_dma_buf(t, attach, dir) {
-        return yield* mapFrames(t, 'map_udmabuf', attach, frames, dir);
-      },
-      *unmap_dma_buf(t, _attach, sgt) {
-        yield* unmapFrames(t, 'unmap_udmabuf', sgt);
-      },
-      /** `release_udmabuf`: put ubuf->sg, unpin (here: free) the memfd pages. */
-      *release(t) {
-        yield freeStep(t, 'release_udmabuf', frames).touch(ubuf, 'write');
-        if (ubuf.sg) for (const tr of ubuf.sg) zapTranslation(tr);
-        ubuf.sg = null;
-        releaseFrames(t, frames);
-      },
-      /** `mmap_udmabuf`: a faulting mapping (udmabuf_vm_ops), linked into the buffer's address_space. */
-      *mmap(t, dmabuf, vma) {
-        vma.vm_ops = { name: 'udmabuf_vm_fault', fault };
-        yield* vma_link(t, vma, dmabuf.f_mapping);
-        return 0;
-      },
-      /** `vmap_udmabuf`. Locking: resv held ([L3], [C6]). */
-      *vmap(t, dmabuf) {
-        dma_resv_assert_held(t, dmabuf.resv, 'vmap_udmabuf', ['L3', 'C6']);
-        return yield* vmapFrames(t, 'vm_map_ram', dmabuf, frames);
-      },
-      /** `vunmap_udmabuf`. Locking: resv held ([L3], [C6]). */
-      *vunmap(t, dmabuf, map) {
-        dma_resv_assert_held(t, dmabuf.resv, 'vunmap_udmabuf', ['L3', 'C6']);
-        yield* vunmapFrames(t, 'vm_unmap_ram', map);
-      },
-      /** `begin_cpu_udmabuf`. Locking: resv not held, takes nothing ([C7]). */
-      *begin_cpu_access(t, dmabuf) {
-        const s = t.at('begin_cpu_udmabuf', 'write', ubuf);
-        for (const f of frames) s.touch(f, 'write');
-        yield s;
-        if (!ubuf.sg) {
-          // get_sg_table(): dma_map_sgtable for the udmabuf misc device.
-          ubuf.sg = frames.map((f, i) => installTranslation(t, 'dma', device, dmabuf.name, i, pfnRef(f)));
-        } else {
-          // dma_sync_sg_for_cpu()
-          ubuf.syncs++;
-        }
-        return 0;
-      },
-      /** `end_cpu_udmabuf`: -EINVAL before any begin_cpu_access. Locking: resv not held ([C7]). */
-      *end_cpu_access(t) {
-        yield t.at('end_cpu_udmabuf', 'write', ubuf);
-        if (!ubuf.sg) return -EINVAL;
-        // dma_sync_sg_for_device()
-        ubuf.syncs++;
-        return 0;
-      },
+      map_dma_buf: (t, attach, dir) => mapFrames(t, 'map_udmabuf', attach, frames, dir),
+      unmap_dma_buf: (t, _attach, sgt) => unmapFrames(t, 'unmap_udmabuf', sgt),
+      release: (t) => release_udmabuf(t, u),
+      mmap: (t, dmabuf, vma) => mmap_udmabuf(t, fault, dmabuf, vma),
+      vmap: (t, dmabuf) => vmap_udmabuf(t, u, dmabuf),
+      vunmap: (t, dmabuf, map) => vunmap_udmabuf(t, dmabuf, map),
+      begin_cpu_access: (t, dmabuf) => begin_cpu_udmabuf(t, u, dmabuf),
+      end_cpu_access: (t) => end_cpu_udmabuf(t, ubuf),
     };
     const buf = yield* dma_buf_export(t, env.name, {
       exp_name: 'udmabuf',

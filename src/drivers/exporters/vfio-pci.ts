@@ -30,7 +30,7 @@ import {
   dma_buf_invalidate_mappings,
   dma_buf_put,
 } from '../../kernel/dma-buf.ts';
-import type { DmaBufOps } from '../../kernel/dma-buf-ops.ts';
+import type { DmaBufOps, DmaDataDirection, PfnResult, SgTable } from '../../kernel/dma-buf-ops.ts';
 import {
   DMA_RESV_USAGE_BOOKKEEP,
   dma_resv_assert_held,
@@ -41,7 +41,15 @@ import {
 import { EINVAL, ENODEV, EOPNOTSUPP, isErr, type Result } from '../../kernel/errno.ts';
 import { type Kernel, msecs_to_jiffies } from '../../kernel/kernel.ts';
 import { down_read, down_write, Lock, up_read, up_write } from '../../kernel/locking.ts';
-import { unmap_mapping_range, VM_FAULT_SIGBUS, type VmFault, vma_link, vmf_insert_pfn } from '../../kernel/memory.ts';
+import {
+  unmap_mapping_range,
+  VM_FAULT_SIGBUS,
+  type Vma,
+  type VmFault,
+  type VmOperations,
+  vma_link,
+  vmf_insert_pfn,
+} from '../../kernel/memory.ts';
 import { type Frame, type PfnRef, pfnRef, staleMapping } from '../../kernel/page-alloc.ts';
 import { type Blocker, type KGen, KObject, kfn, type Task } from '../../kernel/sched.ts';
 import { timedWait } from '../../kernel/time.ts';
@@ -207,6 +215,123 @@ export const vfio_pci_dma_buf_iommufd_map = kfn(
   },
 );
 
+// Every generator function here is made once, not per buffer: a generator
+// function made per buffer costs V8 a fresh prototype and object shape the
+// first time it runs, in every execution.
+
+const vfio_pci_dma_buf_mmap_fault = kfn(
+  'vfio_pci_dma_buf_mmap_fault',
+  function* (t: Task, vmf: VmFault, priv: VfioPciDmaBuf, vdev: VfioPciDevice): KGen<number> {
+    const f = priv.bar[vmf.pgoff];
+    if (!f) return VM_FAULT_SIGBUS;
+    yield* down_read(t, vdev.memory_lock);
+    if (priv.revoked) {
+      yield* up_read(t, vdev.memory_lock);
+      return VM_FAULT_SIGBUS;
+    }
+    const ret = yield* vmf_insert_pfn(t, vmf.vma, vmf.page, pfnRef(f));
+    yield* up_read(t, vdev.memory_lock);
+    return ret;
+  },
+);
+
+/** Locking: resv not held; reads revoked without a lock ([V2], [V4]). */
+function* vfio_pci_dma_buf_attach(t: Task, priv: VfioPciDmaBuf, attach: DmaBufAttachment): KGen<number> {
+  if (!attach.peer2peer) return -EOPNOTSUPP;
+  yield t.at('vfio_pci_dma_buf_attach', 'read', priv);
+  if (priv.revoked) return -ENODEV;
+  if (!dma_buf_attach_revocable(attach)) return -EOPNOTSUPP;
+  return 0;
+}
+
+function* vfio_pci_dma_buf_map(
+  t: Task,
+  priv: VfioPciDmaBuf,
+  attach: DmaBufAttachment,
+  dir: DmaDataDirection,
+): KGen<Result<SgTable>> {
+  dma_resv_assert_held(t, attach.dmabuf.resv, 'vfio_pci_dma_buf_map', ['V2', 'L3']);
+  if (priv.revoked) return -ENODEV;
+  const sgt = yield* mapFrames(t, 'dma_buf_phys_vec_to_sgt', attach, priv.bar, dir);
+  yield t.at('vfio_pci_dma_buf_map', 'write', priv);
+  priv.mappings++;
+  return sgt;
+}
+
+function* vfio_pci_dma_buf_unmap(t: Task, priv: VfioPciDmaBuf, sgt: SgTable): KGen {
+  yield* unmapFrames(t, 'dma_buf_free_sgt', sgt);
+  yield t.at('vfio_pci_dma_buf_unmap', 'write', priv);
+  priv.mappings--;
+}
+
+/** Locking: resv not held; takes memory_lock for write to unlink ([V2]). */
+function* vfio_pci_dma_buf_release(t: Task, priv: VfioPciDmaBuf, vdev: VfioPciDevice, dmabuf: DmaBuf): KGen {
+  if (!priv.vdev) return;
+  yield* down_write(t, vdev.memory_lock);
+  const i = vdev.dmabufs.indexOf(dmabuf);
+  if (i >= 0) vdev.dmabufs.splice(i, 1);
+  priv.vdev = null;
+  yield* up_write(t, vdev.memory_lock);
+}
+
+/** The 2026 faulting mmap: PTEs inserted under memory_lock, zapped on revoke ([C4]). */
+function* vfio_pci_dma_buf_mmap(t: Task, fault: VmOperations['fault'], dmabuf: DmaBuf, vma: Vma): KGen<number> {
+  vma.vm_ops = { name: 'vfio_pci_dma_buf_mmap_fault', fault };
+  yield* vma_link(t, vma, dmabuf.f_mapping);
+  return 0;
+}
+
+/** RFC 02/12: Locking: resv held; -ENODEV when revoked, -EINVAL past the end ([P5]). */
+function* vfio_pci_dma_buf_get_pfn(
+  t: Task,
+  priv: VfioPciDmaBuf,
+  attach: DmaBufAttachment,
+  pgoff: number,
+): KGen<Result<PfnResult>> {
+  dma_resv_assert_held(t, attach.dmabuf.resv, 'vfio_pci_dma_buf_get_pfn', ['P5', 'L3']);
+  if (priv.revoked) return -ENODEV;
+  const f = priv.bar[pgoff];
+  if (!f) return -EINVAL;
+  return { pfn: pfnRef(f), max_order: 0 };
+}
+
+const vfio_pci_revoke = kfn(
+  'vfio_pci_revoke',
+  function* (t: Task, vdev: VfioPciDevice, privOf: (b: DmaBuf) => VfioPciDmaBuf): KGen {
+    yield* down_write(t, vdev.memory_lock);
+    if (!vdev.closed) {
+      yield* vfio_pci_dma_buf_move(t, vdev, privOf, true);
+      yield* barDisable(t, vdev);
+    }
+    yield* up_write(t, vdev.memory_lock);
+  },
+);
+
+const vfio_pci_unrevoke = kfn(
+  'vfio_pci_unrevoke',
+  function* (t: Task, vdev: VfioPciDevice, privOf: (b: DmaBuf) => VfioPciDmaBuf): KGen {
+    yield* down_write(t, vdev.memory_lock);
+    if (!vdev.closed) {
+      yield* barEnable(t, vdev);
+      yield* vfio_pci_dma_buf_move(t, vdev, privOf, false);
+    }
+    yield* up_write(t, vdev.memory_lock);
+  },
+);
+
+const vfio_pci_core_close_device = kfn(
+  'vfio_pci_core_close_device',
+  function* (t: Task, vdev: VfioPciDevice, privOf: (b: DmaBuf) => VfioPciDmaBuf): KGen {
+    yield* down_write(t, vdev.memory_lock);
+    if (!vdev.closed) {
+      yield* vfio_pci_dma_buf_move(t, vdev, privOf, true, true);
+      yield* barDisable(t, vdev);
+      vdev.closed = true;
+    }
+    yield* up_write(t, vdev.memory_lock);
+  },
+);
+
 export const vfioPci = defineExporter({
   name: 'vfio-pci',
   exportCall: 'vfio_pci_core_feature_dma_buf',
@@ -227,64 +352,15 @@ export const vfioPci = defineExporter({
     const vdev = new VfioPciDevice(k, `${env.name}:vdev`, bar);
     const priv = new VfioPciDmaBuf(k, `${env.name}:vfio_dma_buf`, vdev, bar);
 
-    const fault = kfn('vfio_pci_dma_buf_mmap_fault', function* (t: Task, vmf: VmFault): KGen<number> {
-      const f = bar[vmf.pgoff];
-      if (!f) return VM_FAULT_SIGBUS;
-      yield* down_read(t, vdev.memory_lock);
-      if (priv.revoked) {
-        yield* up_read(t, vdev.memory_lock);
-        return VM_FAULT_SIGBUS;
-      }
-      const ret = yield* vmf_insert_pfn(t, vmf.vma, vmf.page, pfnRef(f));
-      yield* up_read(t, vdev.memory_lock);
-      return ret;
-    });
+    const fault = (t: Task, vmf: VmFault) => vfio_pci_dma_buf_mmap_fault(t, vmf, priv, vdev);
 
     const ops: DmaBufOps = {
-      /** Locking: resv not held; reads revoked without a lock ([V2], [V4]). */
-      *attach(t, _dmabuf, attach) {
-        if (!attach.peer2peer) return -EOPNOTSUPP;
-        yield t.at('vfio_pci_dma_buf_attach', 'read', priv);
-        if (priv.revoked) return -ENODEV;
-        if (!dma_buf_attach_revocable(attach)) return -EOPNOTSUPP;
-        return 0;
-      },
-      *map_dma_buf(t, attach, dir) {
-        dma_resv_assert_held(t, attach.dmabuf.resv, 'vfio_pci_dma_buf_map', ['V2', 'L3']);
-        if (priv.revoked) return -ENODEV;
-        const sgt = yield* mapFrames(t, 'dma_buf_phys_vec_to_sgt', attach, bar, dir);
-        yield t.at('vfio_pci_dma_buf_map', 'write', priv);
-        priv.mappings++;
-        return sgt;
-      },
-      *unmap_dma_buf(t, _attach, sgt) {
-        yield* unmapFrames(t, 'dma_buf_free_sgt', sgt);
-        yield t.at('vfio_pci_dma_buf_unmap', 'write', priv);
-        priv.mappings--;
-      },
-      /** Locking: resv not held; takes memory_lock for write to unlink ([V2]). */
-      *release(t, dmabuf) {
-        if (!priv.vdev) return;
-        yield* down_write(t, vdev.memory_lock);
-        const i = vdev.dmabufs.indexOf(dmabuf);
-        if (i >= 0) vdev.dmabufs.splice(i, 1);
-        priv.vdev = null;
-        yield* up_write(t, vdev.memory_lock);
-      },
-      /** The 2026 faulting mmap: PTEs inserted under memory_lock, zapped on revoke ([C4]). */
-      *mmap(t, dmabuf, vma) {
-        vma.vm_ops = { name: 'vfio_pci_dma_buf_mmap_fault', fault };
-        yield* vma_link(t, vma, dmabuf.f_mapping);
-        return 0;
-      },
-      /** RFC 02/12: Locking: resv held; -ENODEV when revoked, -EINVAL past the end ([P5]). */
-      *get_pfn(t, attach, pgoff) {
-        dma_resv_assert_held(t, attach.dmabuf.resv, 'vfio_pci_dma_buf_get_pfn', ['P5', 'L3']);
-        if (priv.revoked) return -ENODEV;
-        const f = bar[pgoff];
-        if (!f) return -EINVAL;
-        return { pfn: pfnRef(f), max_order: 0 };
-      },
+      attach: (t, _dmabuf, attach) => vfio_pci_dma_buf_attach(t, priv, attach),
+      map_dma_buf: (t, attach, dir) => vfio_pci_dma_buf_map(t, priv, attach, dir),
+      unmap_dma_buf: (t, _attach, sgt) => vfio_pci_dma_buf_unmap(t, priv, sgt),
+      release: (t, dmabuf) => vfio_pci_dma_buf_release(t, priv, vdev, dmabuf),
+      mmap: (t, dmabuf, vma) => vfio_pci_dma_buf_mmap(t, fault, dmabuf, vma),
+      get_pfn: (t, attach, pgoff) => vfio_pci_dma_buf_get_pfn(t, priv, attach, pgoff),
     };
     const buf = yield* dma_buf_export(t, env.name, {
       exp_name: 'vfio-pci',
@@ -303,31 +379,9 @@ export const vfioPci = defineExporter({
     yield* up_write(t, vdev.memory_lock);
 
     const privOf = () => priv;
-    const revoke = kfn('vfio_pci_revoke', function* (t: Task): KGen {
-      yield* down_write(t, vdev.memory_lock);
-      if (!vdev.closed) {
-        yield* vfio_pci_dma_buf_move(t, vdev, privOf, true);
-        yield* barDisable(t, vdev);
-      }
-      yield* up_write(t, vdev.memory_lock);
-    });
-    const unrevoke = kfn('vfio_pci_unrevoke', function* (t: Task): KGen {
-      yield* down_write(t, vdev.memory_lock);
-      if (!vdev.closed) {
-        yield* barEnable(t, vdev);
-        yield* vfio_pci_dma_buf_move(t, vdev, privOf, false);
-      }
-      yield* up_write(t, vdev.memory_lock);
-    });
-    const close = kfn('vfio_pci_core_close_device', function* (t: Task): KGen {
-      yield* down_write(t, vdev.memory_lock);
-      if (!vdev.closed) {
-        yield* vfio_pci_dma_buf_move(t, vdev, privOf, true, true);
-        yield* barDisable(t, vdev);
-        vdev.closed = true;
-      }
-      yield* up_write(t, vdev.memory_lock);
-    });
+    const revoke = (t: Task) => vfio_pci_revoke(t, vdev, privOf);
+    const unrevoke = (t: Task) => vfio_pci_unrevoke(t, vdev, privOf);
+    const close = (t: Task) => vfio_pci_core_close_device(t, vdev, privOf);
     return { buf, pool, ops: { revoke, unrevoke, close } };
   },
 });

@@ -80,11 +80,24 @@ class CpuAccessImporter extends DeviceImporter {
   }
 
   readonly ops = {
-    vmap: kfn('cpu_access_vmap', (t: Task) => this.vmap(t)),
-    vunmap: kfn('cpu_access_vunmap', (t: Task) => this.vunmap(t)),
-    begin_cpu_access: kfn('cpu_access_begin', (t: Task, args: OpArgs) => this.begin(t, args.write === true)),
-    end_cpu_access: kfn('cpu_access_end', (t: Task) => this.end(t)),
-    access: kfn('cpu_access_read', (t: Task, args: OpArgs) => this.access(t, Number(args.page))),
+    vmap: (t: Task) => CpuAccessImporter.kops.vmap(t, this),
+    vunmap: (t: Task) => CpuAccessImporter.kops.vunmap(t, this),
+    begin_cpu_access: (t: Task, args: OpArgs) => CpuAccessImporter.kops.begin_cpu_access(t, this, args),
+    end_cpu_access: (t: Task) => CpuAccessImporter.kops.end_cpu_access(t, this),
+    access: (t: Task, args: OpArgs) => CpuAccessImporter.kops.access(t, this, args),
+  };
+
+  /** The ops as kernel functions, made once for the class: made per instance, they would be made in every execution. */
+  private static readonly kops = {
+    vmap: kfn('cpu_access_vmap', (t: Task, self: CpuAccessImporter) => self.vmap(t)),
+    vunmap: kfn('cpu_access_vunmap', (t: Task, self: CpuAccessImporter) => self.vunmap(t)),
+    begin_cpu_access: kfn('cpu_access_begin', (t: Task, self: CpuAccessImporter, args: OpArgs) =>
+      self.begin(t, args.write === true),
+    ),
+    end_cpu_access: kfn('cpu_access_end', (t: Task, self: CpuAccessImporter) => self.end(t)),
+    access: kfn('cpu_access_read', (t: Task, self: CpuAccessImporter, args: OpArgs) =>
+      self.access(t, Number(args.page)),
+    ),
   };
 
   private *vmap(t: Task): KGen {

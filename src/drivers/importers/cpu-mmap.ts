@@ -62,8 +62,16 @@ class CpuMmapImporter implements ImporterInstance {
   }
 
   readonly ops = {
-    access: kfn('cpu_mmap_access', (t: Task, args: OpArgs) => user_access(t, this.vma, Number(args.page))),
-    munmap: kfn('__vm_munmap', (t: Task) => this.munmap(t)),
+    access: (t: Task, args: OpArgs) => CpuMmapImporter.kops.access(t, this, args),
+    munmap: (t: Task) => CpuMmapImporter.kops.munmap(t, this),
+  };
+
+  /** The ops as kernel functions, made once for the class: made per instance, they would be made in every execution. */
+  private static readonly kops = {
+    access: kfn('cpu_mmap_access', (t: Task, self: CpuMmapImporter, args: OpArgs) =>
+      user_access(t, self.vma, Number(args.page)),
+    ),
+    munmap: kfn('__vm_munmap', (t: Task, self: CpuMmapImporter) => self.munmap(t)),
   };
 }
 

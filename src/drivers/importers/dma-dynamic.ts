@@ -111,8 +111,21 @@ class DmaDynamicImporter extends DeviceImporter {
     this.unmapMode = (env.options.invalidate_unmap as InvalidateUnmap | undefined) ?? 'callback';
     this.revocable = env.options.revocable !== false;
     this.work = new UnmapWork(env.k, `${env.name}:unmap_work`);
-    const self = this;
-    const invalidate = kfn('dma_dynamic_invalidate_mappings', function* (t: Task, a: DmaBufAttachment): KGen {
+    const invalidate = (t: Task, a: DmaBufAttachment) => DmaDynamicImporter.invalidate_mappings(t, a, this);
+    // Without the callback the attachment is not revocable ([V4]).
+    this.attachOps = this.revocable
+      ? { allow_peer2peer: true, invalidate_mappings: invalidate }
+      : { allow_peer2peer: true };
+  }
+
+  /**
+   * The invalidate callback. Made once for the class, not per importer: a
+   * generator function made per instance costs V8 a fresh prototype and object
+   * shape the first time it runs.
+   */
+  private static readonly invalidate_mappings = kfn(
+    'dma_dynamic_invalidate_mappings',
+    function* (t: Task, a: DmaBufAttachment, self: DmaDynamicImporter): KGen {
       if (!self.respect) return;
       // Wait for the last job (a fence wait under resv is allowed, [L10]),
       // then drop the mapping: the next job maps again ([LT9]).
@@ -134,22 +147,28 @@ class DmaDynamicImporter extends DeviceImporter {
         yield t.at('queue_work', 'write', self.work);
         self.work.pending = true;
       }
-    });
-    // Without the callback the attachment is not revocable ([V4]).
-    this.attachOps = this.revocable
-      ? { allow_peer2peer: true, invalidate_mappings: invalidate }
-      : { allow_peer2peer: true };
-  }
+    },
+  );
 
   protected *attachBuffer(t: Task): KGen<Result<DmaBufAttachment>> {
     return yield* dma_buf_dynamic_attach(t, this.env.buffer, this.env.name, this.attachOps, this, this.env.name);
   }
 
   readonly ops = {
-    map: kfn('dma_dynamic_map', (t: Task) => this.map(t)),
-    dma: kfn('dma_dynamic_submit', (t: Task, args: OpArgs) => this.submit(t, Number(args.page))),
-    unmap: kfn('dma_dynamic_unmap', (t: Task) => this.unmap(t)),
-    unmap_work: kfn('dma_dynamic_unmap_work', (t: Task) => this.unmapWork(t)),
+    map: (t: Task) => DmaDynamicImporter.kops.map(t, this),
+    dma: (t: Task, args: OpArgs) => DmaDynamicImporter.kops.dma(t, this, args),
+    unmap: (t: Task) => DmaDynamicImporter.kops.unmap(t, this),
+    unmap_work: (t: Task) => DmaDynamicImporter.kops.unmap_work(t, this),
+  };
+
+  /** The ops as kernel functions, made once for the class: made per instance, they would be made in every execution. */
+  private static readonly kops = {
+    map: kfn('dma_dynamic_map', (t: Task, self: DmaDynamicImporter) => self.map(t)),
+    dma: kfn('dma_dynamic_submit', (t: Task, self: DmaDynamicImporter, args: OpArgs) =>
+      self.submit(t, Number(args.page)),
+    ),
+    unmap: kfn('dma_dynamic_unmap', (t: Task, self: DmaDynamicImporter) => self.unmap(t)),
+    unmap_work: kfn('dma_dynamic_unmap_work', (t: Task, self: DmaDynamicImporter) => self.unmapWork(t)),
   };
 
   /** Unmaps every mapping the callback set aside. Caller holds resv. */

@@ -37,9 +37,16 @@ class DmaStaticImporter extends DeviceImporter {
   }
 
   readonly ops = {
-    map: kfn('dma_static_map', (t: Task) => this.map(t)),
-    dma: kfn('dma_static_dma', (t: Task, args: OpArgs) => this.dma(t, Number(args.page))),
-    unmap: kfn('dma_static_unmap', (t: Task) => this.unmap(t)),
+    map: (t: Task) => DmaStaticImporter.kops.map(t, this),
+    dma: (t: Task, args: OpArgs) => DmaStaticImporter.kops.dma(t, this, args),
+    unmap: (t: Task) => DmaStaticImporter.kops.unmap(t, this),
+  };
+
+  /** The ops as kernel functions, made once for the class: made per instance, they would be made in every execution. */
+  private static readonly kops = {
+    map: kfn('dma_static_map', (t: Task, self: DmaStaticImporter) => self.map(t)),
+    dma: kfn('dma_static_dma', (t: Task, self: DmaStaticImporter, args: OpArgs) => self.dma(t, Number(args.page))),
+    unmap: kfn('dma_static_unmap', (t: Task, self: DmaStaticImporter) => self.unmap(t)),
   };
 
   private *map(t: Task): KGen {

@@ -46,8 +46,13 @@ class DrmExecImporter implements ImporterInstance {
   *teardown(): KGen {}
 
   readonly ops = {
-    submit: kfn('drm_exec_submit', (t: Task) =>
-      this.env.options.ww_ctx === false ? this.lockPlain(t) : this.lockAll(t),
+    submit: (t: Task) => DrmExecImporter.kops.submit(t, this),
+  };
+
+  /** The ops as kernel functions, made once for the class: made per instance, they would be made in every execution. */
+  private static readonly kops = {
+    submit: kfn('drm_exec_submit', (t: Task, self: DrmExecImporter) =>
+      self.env.options.ww_ctx === false ? self.lockPlain(t) : self.lockAll(t),
     ),
   };
 

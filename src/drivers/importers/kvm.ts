@@ -91,18 +91,26 @@ class KvmImporter implements ImporterInstance {
     this.o = kvmOptions(env.options);
     this.attachCall = this.o.dynamic ? 'dma_buf_dynamic_attach' : 'dma_buf_attach';
     this.kvm = new Kvm(env.k, env.name, env.pages);
-    const self = this;
     this.attachOps = {
       allow_peer2peer: true,
-      /** [K2]: Locking: called with resv held by the exporter. */
-      invalidate_mappings: kfn('kvm_vfio_dmabuf_invalidate', function* (t: Task, a: DmaBufAttachment): KGen {
-        const resv = a.dmabuf.resv;
-        if (self.o.invalidateTakesResv) yield* dma_resv_lock(t, resv, null);
-        yield* self.invalidate(t);
-        if (self.o.invalidateTakesResv) yield* dma_resv_unlock(t, resv);
-      }),
+      invalidate_mappings: (t: Task, a: DmaBufAttachment) => KvmImporter.invalidate_mappings(t, a, this),
     };
   }
+
+  /**
+   * [K2]: Locking: called with resv held by the exporter. Made once for the
+   * class, not per importer: a generator function made per instance costs V8
+   * a fresh prototype and object shape the first time it runs.
+   */
+  private static readonly invalidate_mappings = kfn(
+    'kvm_vfio_dmabuf_invalidate',
+    function* (t: Task, a: DmaBufAttachment, self: KvmImporter): KGen {
+      const resv = a.dmabuf.resv;
+      if (self.o.invalidateTakesResv) yield* dma_resv_lock(t, resv, null);
+      yield* self.invalidate(t);
+      if (self.o.invalidateTakesResv) yield* dma_resv_unlock(t, resv);
+    },
+  );
 
   /** begin / range_add / zap / end under mmu_lock held for write ([K2], [K3]). */
   private *invalidate(t: Task, zap = this.o.zap): KGen {
@@ -155,8 +163,18 @@ class KvmImporter implements ImporterInstance {
   }
 
   readonly ops = {
-    access: kfn('kvm_vcpu_access', (t: Task, args: OpArgs) => this.access(t, Number(args.page), true)),
-    fault: kfn('kvm_vcpu_fault', (t: Task, args: OpArgs) => this.access(t, Number(args.page), false)),
+    access: (t: Task, args: OpArgs) => KvmImporter.kops.access(t, this, args),
+    fault: (t: Task, args: OpArgs) => KvmImporter.kops.fault(t, this, args),
+  };
+
+  /** The ops as kernel functions, made once for the class: made per instance, they would be made in every execution. */
+  private static readonly kops = {
+    access: kfn('kvm_vcpu_access', (t: Task, self: KvmImporter, args: OpArgs) =>
+      self.access(t, Number(args.page), true),
+    ),
+    fault: kfn('kvm_vcpu_fault', (t: Task, self: KvmImporter, args: OpArgs) =>
+      self.access(t, Number(args.page), false),
+    ),
   };
 
   /**

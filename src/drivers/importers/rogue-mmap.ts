@@ -37,6 +37,9 @@ import {
 import { type KGen, kfn, type Task } from '../../kernel/sched.ts';
 import { defineImporter, type ImporterEnv, type ImporterInstance, type OpArgs, PAGE_ARG } from '../driver.ts';
 
+/** The invalidate callback that does nothing. */
+function* ignoreInvalidate(): KGen {}
+
 class RogueMmapImporter implements ImporterInstance {
   readonly attachCall = 'dma_buf_dynamic_attach';
   readonly mm: MmStruct;
@@ -56,29 +59,37 @@ class RogueMmapImporter implements ImporterInstance {
     this.attachOps = {
       allow_peer2peer: true,
       // Claims to be revocable, then ignores the notification ([C5]).
-      *invalidate_mappings() {},
+      invalidate_mappings: () => ignoreInvalidate(),
     };
-    const self = this;
     this.vma.vm_ops = {
       name: 'rogue_vm_fault',
-      fault: kfn('rogue_vm_fault', function* (t: Task, vmf: VmFault): KGen<number> {
-        const a = self.att;
-        if (!a) return VM_FAULT_SIGBUS;
-        const resv = a.dmabuf.resv;
-        let pfn: Result<PfnResult>;
-        if (self.locked) {
-          yield* dma_resv_lock(t, resv, null);
-          pfn = yield* dma_buf_get_pfn(t, a, vmf.pgoff);
-          if (!self.hold || isErr(pfn)) yield* dma_resv_unlock(t, resv);
-        } else {
-          pfn = yield* dma_buf_get_pfn_unlocked(t, a, vmf.pgoff);
-        }
-        if (isErr(pfn)) return VM_FAULT_SIGBUS;
-        // Straight into its own page tables: the exporter never learns of this PTE.
-        return yield* vmf_insert_pfn(t, vmf.vma, vmf.page, pfn.pfn);
-      }),
+      fault: (t: Task, vmf: VmFault) => RogueMmapImporter.rogue_vm_fault(t, vmf, this),
     };
   }
+
+  /**
+   * Made once for the class, not per importer: a generator function made per
+   * instance costs V8 a fresh prototype and object shape the first time it runs.
+   */
+  private static readonly rogue_vm_fault = kfn(
+    'rogue_vm_fault',
+    function* (t: Task, vmf: VmFault, self: RogueMmapImporter): KGen<number> {
+      const a = self.att;
+      if (!a) return VM_FAULT_SIGBUS;
+      const resv = a.dmabuf.resv;
+      let pfn: Result<PfnResult>;
+      if (self.locked) {
+        yield* dma_resv_lock(t, resv, null);
+        pfn = yield* dma_buf_get_pfn(t, a, vmf.pgoff);
+        if (!self.hold || isErr(pfn)) yield* dma_resv_unlock(t, resv);
+      } else {
+        pfn = yield* dma_buf_get_pfn_unlocked(t, a, vmf.pgoff);
+      }
+      if (isErr(pfn)) return VM_FAULT_SIGBUS;
+      // Straight into its own page tables: the exporter never learns of this PTE.
+      return yield* vmf_insert_pfn(t, vmf.vma, vmf.page, pfn.pfn);
+    },
+  );
 
   *attach(t: Task): KGen<number> {
     const buf = this.env.buffer;
@@ -118,7 +129,14 @@ class RogueMmapImporter implements ImporterInstance {
   }
 
   readonly ops = {
-    access: kfn('rogue_mmap_access', (t: Task, args: OpArgs) => user_access(t, this.vma, Number(args.page))),
+    access: (t: Task, args: OpArgs) => RogueMmapImporter.kops.access(t, this, args),
+  };
+
+  /** The ops as kernel functions, made once for the class: made per instance, they would be made in every execution. */
+  private static readonly kops = {
+    access: kfn('rogue_mmap_access', (t: Task, self: RogueMmapImporter, args: OpArgs) =>
+      user_access(t, self.vma, Number(args.page)),
+    ),
   };
 }
 
