@@ -170,7 +170,8 @@ function outOfTime(s: Searcher): boolean {
 
 /** Depth-first search (DPOR) for the first execution satisfying `pred`. */
 function searchFirst(s: Searcher, pred: Pred, budget: number): ExecResult | null {
-  const src = new DporSource();
+  // The sound exhaustive search (classic DPOR misses traces).
+  const src = new OptimalDporSource();
   for (let i = 0; i < budget; i++) {
     const r = run(s, src);
     s.extra++;
@@ -182,12 +183,19 @@ function searchFirst(s: Searcher, pred: Pred, budget: number): ExecResult | null
   return null;
 }
 
-/** The execution satisfying `pred` with the fewest preemptions (within budget). */
-/** Orders counterexamples: fewer preemptions, then fewer context switches, then fewer steps. */
+/**
+ * Orders counterexamples: fewer preemptions, then fewer context switches,
+ * then fewer steps, then the schedule (lexicographically), so that of equally
+ * short ones the same is kept whichever the search met first.
+ */
 function shorter(a: ExecResult, b: ExecResult): boolean {
   if (a.preemptions !== b.preemptions) return a.preemptions < b.preemptions;
   if (a.switches !== b.switches) return a.switches < b.switches;
-  return a.schedule.length < b.schedule.length;
+  if (a.schedule.length !== b.schedule.length) return a.schedule.length < b.schedule.length;
+  for (let i = 0; i < a.schedule.length; i++) {
+    if (a.schedule[i] !== b.schedule[i]) return (a.schedule[i] as number) < (b.schedule[i] as number);
+  }
+  return false;
 }
 
 /**
