@@ -381,21 +381,7 @@ export class OptimalDporSource implements ChoiceSource {
     const n = this.depth;
     const nt = x.threads.length;
     const covered = new Int32Array(nt);
-    for (let j = this.analyseFrom; j < n; j++) {
-      const e2 = this.events[j] as Event;
-      const q = e2.tid;
-      covered.fill(0);
-      if (e2.prev >= 0) join(covered, (this.events[e2.prev] as Event).vc);
-      for (let i = j - 1; i >= 0; i--) {
-        const e = this.events[i] as Event;
-        if (e.tid === q) continue;
-        if ((covered[e.tid] as number) >= e.seq) continue;
-        if (!dep(e, e2)) continue;
-        if (!this.reversible(i, j)) continue;
-        this.reverse(i, j, n);
-        join(covered, e.vc);
-      }
-    }
+    for (let j = this.analyseFrom; j < n; j++) this.racesWith(j, covered, n);
     // A thread that did not finish (blocked in a deadlock, or cut off) races
     // with its pending step: a lock it waits for, taken first by another thread.
     const ts = x.threads;
@@ -413,17 +399,29 @@ export class OptimalDporSource implements ChoiceSource {
       fill(p, q, tq.pending);
       p.seq = (this.hb.seqOf[q] as number) + 1;
       p.prev = this.lastOf[q] as number;
-      covered.fill(0);
-      if (p.prev >= 0) join(covered, (this.events[p.prev] as Event).vc);
-      for (let i = n - 1; i >= 0; i--) {
-        const e = this.events[i] as Event;
-        if (e.tid === q) continue;
-        if ((covered[e.tid] as number) >= e.seq) continue;
-        if (!dep(e, p)) continue;
-        if (!this.reversible(i, n)) continue;
-        this.reverse(i, n, n);
-        join(covered, e.vc);
-      }
+      this.racesWith(n, covered, n);
+    }
+  }
+
+  /**
+   * The races of event j (for j = n, a blocked thread's pending step): walking
+   * back, the dependent steps of other threads that do not happen before it
+   * through anything else (`covered` gathers what does), each reversed when
+   * it can be.
+   */
+  private racesWith(j: number, covered: Int32Array, n: number): void {
+    const e2 = this.events[j] as Event;
+    const q = e2.tid;
+    covered.fill(0);
+    if (e2.prev >= 0) join(covered, (this.events[e2.prev] as Event).vc);
+    for (let i = j - 1; i >= 0; i--) {
+      const e = this.events[i] as Event;
+      if (e.tid === q) continue;
+      if ((covered[e.tid] as number) >= e.seq) continue;
+      if (!dep(e, e2)) continue;
+      if (!this.reversible(i, j)) continue;
+      this.reverse(i, j, n);
+      join(covered, e.vc);
     }
   }
 
