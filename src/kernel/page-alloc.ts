@@ -170,34 +170,40 @@ export class PhysMem extends KObject {
   }
 
   override snapshot(): Record<string, unknown> {
-    const frames: Record<string, unknown>[] = [];
-    for (const p of this.pools.values()) {
-      for (const f of p.frames) {
-        frames.push({
-          pfn: hexPfn(f.pfn),
-          pool: p.name,
-          state: f.state === 'mmio' ? (f.accessible ? 'mmio' : 'mmio-revoked') : f.state,
-          gen: f.gen,
-          owner: f.owner,
-        });
-      }
-    }
-    return {
-      frames,
-      translations: this.translations
-        .filter((t) => t.state !== 'gone')
-        .map((t) => ({
-          kind: t.kind,
-          importer: t.importer,
-          buffer: t.buffer,
-          page: t.page,
-          pfn: hexPfn(t.frame.pfn),
-          gen: t.gen,
-          state: t.state,
-          stale: t.stale,
-        })),
-    };
+    const frames: ReturnType<typeof frameSummary>[] = [];
+    for (const p of this.pools.values()) for (const f of p.frames) frames.push(frameSummary(f));
+    return { frames, translations: this.liveTranslations().map(translationSummary) };
   }
+
+  /** The translations not yet torn down (live, invalidated or stale). */
+  liveTranslations(): Translation[] {
+    return this.translations.filter((t) => t.state !== 'gone');
+  }
+}
+
+/** A frame as snapshots and traces show it. */
+export function frameSummary(f: Frame) {
+  return {
+    pfn: hexPfn(f.pfn),
+    pool: f.pool.name,
+    state: f.state === 'mmio' ? (f.accessible ? 'mmio' : 'mmio-revoked') : f.state,
+    gen: f.gen,
+    owner: f.owner,
+  };
+}
+
+/** A translation as snapshots and traces show it. */
+export function translationSummary(t: Translation) {
+  return {
+    kind: t.kind,
+    importer: t.importer,
+    buffer: t.buffer,
+    page: t.page,
+    pfn: hexPfn(t.frame.pfn),
+    gen: t.gen,
+    state: t.state,
+    stale: t.stale,
+  };
 }
 
 export function hexPfn(pfn: number): string {

@@ -10,7 +10,7 @@ import { DmaFence } from '../kernel/dma-fence.ts';
 import { DmaResvList, USAGE_NAMES } from '../kernel/dma-resv.ts';
 import type { Kernel } from '../kernel/kernel.ts';
 import { Lock } from '../kernel/locking.ts';
-import { Frame, hexPfn } from '../kernel/page-alloc.ts';
+import { Frame, frameSummary, hexPfn, translationSummary } from '../kernel/page-alloc.ts';
 
 export interface WorldFrame {
   readonly pfn: string;
@@ -110,13 +110,7 @@ export function worldState(k: Kernel): WorldState {
         vmaps: o.vmapping_counter,
       });
     } else if (o instanceof Frame) {
-      frames.push({
-        pfn: hexPfn(o.pfn),
-        pool: o.pool.name,
-        state: o.state === 'mmio' ? (o.accessible ? 'mmio' : 'mmio-revoked') : o.state,
-        gen: o.gen,
-        owner: o.owner,
-      });
+      frames.push(frameSummary(o));
     } else if (o instanceof Lock) {
       if (o.kind === 'lockdep_map') continue;
       locks.push({ name: o.name, class: o.cls, owner: o.owner?.name ?? null, readers: o.readerNames() });
@@ -133,18 +127,7 @@ export function worldState(k: Kernel): WorldState {
       });
     }
   }
-  const translations = k.physmem.translations
-    .filter((t) => t.state !== 'gone')
-    .map((t) => ({
-      kind: t.kind,
-      importer: t.importer,
-      buffer: t.buffer,
-      page: t.page,
-      pfn: hexPfn(t.frame.pfn),
-      gen: t.gen,
-      state: t.state,
-      stale: t.stale,
-    }));
+  const translations = k.physmem.liveTranslations().map(translationSummary);
   const threads = k.tasks.map((t) => ({
     name: t.name,
     op: t.op,
