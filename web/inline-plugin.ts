@@ -4,7 +4,30 @@
  * module script loaded from file:// is blocked by CORS) with no server and no
  * network. Workers are inlined by Vite itself (`?worker&inline`).
  */
-import type { Plugin } from 'vite';
+import { fileURLToPath } from 'node:url';
+import type { Plugin, UserConfig } from 'vite';
+
+/**
+ * The Vite configuration of a page built as one self-contained HTML file:
+ * `root` is the page's folder, `out` the folder under dist/web/ it goes to.
+ */
+export function singleFileConfig(root: URL, out: string, extra: UserConfig = {}): UserConfig {
+  return {
+    root: fileURLToPath(root),
+    base: './',
+    logLevel: 'warn',
+    esbuild: { jsx: 'automatic', jsxImportSource: 'preact' },
+    build: {
+      outDir: fileURLToPath(new URL(`../dist/web/${out}`, import.meta.url)),
+      emptyOutDir: true,
+      assetsInlineLimit: Number.MAX_SAFE_INTEGER,
+      cssCodeSplit: false,
+      modulePreload: false,
+    },
+    plugins: [inlineIntoHtml()],
+    ...extra,
+  };
+}
 
 export function inlineIntoHtml(): Plugin {
   return {
