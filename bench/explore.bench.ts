@@ -40,8 +40,10 @@ import type { Job, Run, SizeResult } from './measure.ts';
 import { kvmTtmPromela } from './spin/kvm-ttm-pml.ts';
 import { ensureSpin, runSpin, type SpinRun } from './spin/spin.ts';
 import { type Series, scalingSvg } from './svg.ts';
+import { measureSymmetry, SYMMETRY_FAMILIES, type SymmetryCell } from './symmetry.ts';
 import { int, ms, type Row, rate, ratio, table } from './table.ts';
 import { acceptedVariants, type Variant } from './variants.ts';
+import { measureWorkers, type WorkersRun } from './workers.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const OUT = path.join(ROOT, 'bench', 'out');
@@ -511,6 +513,56 @@ const verdictOf = (ok: boolean | null) => (ok === null ? 'not measured' : ok ? '
   } else say('first counterexample < 100 ms including start-up: not measured (BENCH_CLI=0)');
 }
 
+// `--workers`: the speed-up from two workers (bench/workers.ts); BENCH_WORKERS=0 skips it.
+const workersResult = process.env.BENCH_WORKERS === '0' ? null : await measureWorkers();
+if (workersResult) {
+  const [portfolio, split] = workersResult.runs as [WorkersRun, WorkersRun];
+  const fig = (r: WorkersRun) =>
+    `${r.label} on ${r.family} ${r.size}: ${ms(r.ms1)} ms with 1, ${ms(r.ms2)} ms with 2 (${r.units} units${r.same ? ', identical results' : ', RESULTS DIFFER'}): ${ratio(r.speedup)}`;
+  say(
+    `≥ 1.7× speed-up from two workers on the random portfolio: ${fig(portfolio)}; machine: ${workersResult.cores} cores, two busy threads run ${ratio(workersResult.capacity)} as fast as one: ${verdictOf(portfolio.speedup >= 1.7 && portfolio.same)}`,
+  );
+  say(`  speed-up from two workers, ${fig(split)}`);
+} else say('≥ 1.7× speed-up from two workers: not measured (BENCH_WORKERS=0)');
+
+// Symmetry (bench/symmetry.ts): the state-caching search with and without it; BENCH_SYMMETRY=0 skips it.
+const symmetryRows = process.env.BENCH_SYMMETRY === '0' ? null : measureSymmetry(QUICK ? 3 : 5, QUICK ? 3000 : 15_000);
+if (symmetryRows) {
+  const ex = (c: SymmetryCell) => `${c.complete ? '' : '> '}${int(c.executions)}`;
+  for (const f of SYMMETRY_FAMILIES) {
+    const rows = symmetryRows.filter((r) => r.family === f.id);
+    say(`\nsymmetry, ${f.title} (executions; states; > = capped at ${ms(QUICK ? 3000 : 15_000)} ms):`);
+    say(
+      table(
+        rows.map((r) => ({
+          N: String(r.n),
+          'state + symmetry': `${ex(r.sym)} (${ms(r.sym.ms)} ms)`,
+          state: `${ex(r.state)} (${ms(r.state.ms)} ms)`,
+          'states (sym / plain)': `${int(r.sym.states ?? 0)} / ${int(r.state.states ?? 0)}`,
+          'dfs (optimal DPOR)': `${ex(r.dfs)} (${ms(r.dfs.ms)} ms)`,
+          'plain / sym': r.sym.complete
+            ? `${r.state.complete ? '' : '> '}${ratio(r.state.executions / Math.max(1, r.sym.executions))}`
+            : '–',
+        })),
+      ),
+    );
+  }
+  const five = symmetryRows.filter((r) => r.n === 5 && r.sym.complete);
+  const best = symmetryRows
+    .filter((r) => r.sym.complete)
+    .map((r) => ({ r, q: r.state.executions / Math.max(1, r.sym.executions) }))
+    .sort((a, b) => b.q - a.q)[0];
+  say(
+    `≥ 10× fewer executions with symmetry at 5 identical threads: ${
+      five.length
+        ? five
+            .map((r) => `${r.family} ${r.state.complete ? '' : '> '}${ratio(r.state.executions / r.sym.executions)}`)
+            .join(', ')
+        : 'no family finished at N = 5 with symmetry'
+    }; best measured ${best ? `${best.r.family} N = ${best.r.n}: ${best.r.state.complete ? '' : '> '}${ratio(best.q)}` : '–'}: ${verdictOf(five.length ? five.some((r) => r.state.executions / r.sym.executions >= 10) : false)}`,
+  );
+} else say('≥ 10× fewer executions with symmetry: not measured (BENCH_SYMMETRY=0)');
+
 writeFileSync(
   path.join(OUT, 'results.json'),
   `${JSON.stringify(
@@ -525,6 +577,8 @@ writeFileSync(
       families: Object.fromEntries(results),
       cli: Object.fromEntries(cliMs),
       startupMs,
+      workers: workersResult,
+      symmetry: symmetryRows,
       spin: spinRows.map((r) => ({ family: r.family.id, size: r.size.params, por: r.por, noreduce: r.nored })),
     },
     null,

@@ -44,7 +44,8 @@ for (const f of walk(path.join(ROOT, 'src'))) {
 }
 await build({
   absWorkingDir: ROOT,
-  entryPoints: { main: 'src/cli/main.ts' },
+  // worker.js: the worker threads of `check --workers N` (src/cli/workers.ts starts the one next to it).
+  entryPoints: { main: 'src/cli/main.ts', worker: 'src/cli/worker.ts' },
   outdir: OUT,
   bundle: true,
   splitting: true,

@@ -7,12 +7,14 @@ import type { Finding } from './checkers/finding.ts';
 import {
   type Counterexample,
   type ExploreOptions,
+  type ExploreResult,
   explore,
   type StopReason,
   type Strategy,
   type Verdict,
 } from './explorer/explore.ts';
 import { countTraces, type TraceCount } from './explorer/mazurkiewicz.ts';
+import type { Program } from './explorer/program.ts';
 import type { ReplayToken } from './explorer/token.ts';
 import { compile } from './scenario/compile.ts';
 import type { ExpectSpec, ScenarioSpec } from './scenario/spec.ts';
@@ -28,6 +30,17 @@ export interface CheckStats {
   readonly redundant: number;
   readonly extraExecutions: number;
   readonly extraSteps: number;
+  /** With the command line's `--workers N`: the worker threads and the work units the search was split into. */
+  readonly workers?: number;
+  readonly units?: number;
+  /** `timed`: the split met a timed wait, so the whole search ran as one (then workers and units are 1). */
+  readonly splitFallback?: 'timed';
+  /**
+   * Strategy `state`: states stored, and the groups of interchangeable threads
+   * whose renamings were identified (empty when symmetry was not used).
+   */
+  readonly states?: number;
+  readonly symmetry?: readonly (readonly string[])[];
 }
 
 export interface CheckResult {
@@ -73,7 +86,16 @@ function reported(cex: Counterexample | null): ReportedFinding[] {
   return cex ? cex.findings.map((f) => ({ ...f, token: cex.token })) : [];
 }
 
-export function checkScenario(spec: ScenarioSpec, file: string, opts: CheckOptions = {}): CheckResult {
+/** What a check explores, with which options (shared by {@link checkScenario} and src/check-async.ts). */
+export interface CheckPlan {
+  readonly program: Program;
+  readonly exploreOpts: ExploreOptions;
+  readonly strategy: Strategy;
+  readonly now: () => number;
+  readonly t0: number;
+}
+
+export function checkPlan(spec: ScenarioSpec, opts: CheckOptions = {}): CheckPlan {
   const now = opts.now ?? (() => globalThis.performance.now());
   const t0 = now();
   const strategy = opts.strategy ?? spec.explore.strategy ?? 'dfs';
@@ -87,8 +109,19 @@ export function checkScenario(spec: ScenarioSpec, file: string, opts: CheckOptio
     now,
     ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
   };
-  const counted = opts.count ? countTraces(program, exploreOpts) : null;
-  const r = counted ? counted.result : explore(program, exploreOpts);
+  return { program, exploreOpts, strategy, now, t0 };
+}
+
+/** The check's result from the exploration's; `extra` adds to the stats. */
+export function checkResult(
+  spec: ScenarioSpec,
+  file: string,
+  plan: CheckPlan,
+  r: ExploreResult,
+  count: TraceCount | null,
+  extra: Pick<CheckStats, 'workers' | 'units' | 'splitFallback'> = {},
+): CheckResult {
+  const { now, t0, strategy } = plan;
   const findings = reported(r.counterexample);
   for (const f of reported(r.wanted)) if (!findings.some((g) => g.code === f.code)) findings.push(f);
   return {
@@ -108,9 +141,18 @@ export function checkScenario(spec: ScenarioSpec, file: string, opts: CheckOptio
       redundant: r.stats.redundant,
       extraExecutions: r.stats.extraExecutions,
       extraSteps: r.stats.extraSteps,
+      ...(r.stats.states !== undefined ? { states: r.stats.states, symmetry: r.stats.symmetry ?? [] } : {}),
+      ...extra,
     },
     stopped: r.stopped,
     strategy,
-    ...(counted ? { count: counted.counter.count } : {}),
+    ...(count ? { count } : {}),
   };
+}
+
+export function checkScenario(spec: ScenarioSpec, file: string, opts: CheckOptions = {}): CheckResult {
+  const plan = checkPlan(spec, opts);
+  const counted = opts.count ? countTraces(plan.program, plan.exploreOpts) : null;
+  const r = counted ? counted.result : explore(plan.program, plan.exploreOpts);
+  return checkResult(spec, file, plan, r, counted ? counted.counter.count : null);
 }

@@ -54,6 +54,8 @@ export const PRIMED_ORDER: readonly (readonly [string, string])[] = [
 /** The class-level dependency graph of one execution. */
 export class LockGraph {
   private readonly deps = new Map<string, Map<string, LockDependency>>();
+  /** Every dependency, in the order it was first recorded. */
+  readonly list: LockDependency[] = [];
 
   constructor(primed: readonly (readonly [string, string])[] = PRIMED_ORDER) {
     for (const [a, b] of primed) this.add({ from: a, to: b, seen: null, execution: -1, token: null });
@@ -65,7 +67,10 @@ export class LockGraph {
       m = new Map();
       this.deps.set(dep.from, m);
     }
-    if (!m.has(dep.to)) m.set(dep.to, dep);
+    if (!m.has(dep.to)) {
+      m.set(dep.to, dep);
+      this.list.push(dep);
+    }
   }
 
   has(from: string, to: string): boolean {

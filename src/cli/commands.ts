@@ -4,10 +4,12 @@
  * never load the model, the explorer or the YAML parser.
  */
 import { writeFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pc from 'picocolors';
-import { type CheckResult, checkScenario } from '../check.ts';
+import { type CheckOptions, type CheckResult, checkScenario } from '../check.ts';
+import { checkScenarioAsync } from '../check-async.ts';
 import { NondeterminismError } from '../explorer/dfs.ts';
 import type { Strategy } from '../explorer/explore.ts';
 import { colors } from '../report/colors.ts';
@@ -72,6 +74,7 @@ export interface CheckCliOptions extends OutputFlags {
   strategy?: Strategy;
   color?: boolean;
   count?: boolean;
+  workers?: number;
 }
 
 /** The `--count` line: executions, Mazurkiewicz traces, redundant ones and why; whether every interleaving was covered. */
@@ -82,6 +85,15 @@ function countLine(r: CheckResult): string {
     ? 'complete'
     : `incomplete${r.stopped ? ` (stopped: ${r.stopped})` : ''}: not every interleaving was explored, the counts are lower bounds`;
   return `count ${r.name}: ${n.executions} executions explored, ${n.traces} Mazurkiewicz traces, ${n.redundant} redundant (sleep-set blocked ${n.sleepBlocked}, equivalent to an earlier one ${n.equivalent}); ${end}\n`;
+}
+
+/** The strategies `--workers` splits. */
+const SPLIT_STRATEGIES: ReadonlySet<Strategy> = new Set(['dfs', 'random', 'pct', 'portfolio']);
+
+/** `DMABUF_CHECK_SMALL_FIRST=N`: the small-first cap (executions) for tests that need a split on a small scenario. */
+function smallFirstFromEnv(): { smallFirst?: number } {
+  const v = process.env.DMABUF_CHECK_SMALL_FIRST;
+  return v && /^\d+$/.test(v) && Number(v) >= 1 ? { smallFirst: Number(v) } : {};
 }
 
 export async function runCheck(paths: string[], o: CheckCliOptions, handover?: Handover): Promise<number> {
@@ -126,14 +138,30 @@ export async function runCheck(paths: string[], o: CheckCliOptions, handover?: H
         ]);
       }
       seen.set(spec.name, name);
-      const r = checkScenario(spec, name, {
+      const checkOpts: CheckOptions = {
         ...(o.maxExecutions !== undefined ? { maxExecutions: o.maxExecutions } : {}),
         ...(o.timeout !== undefined ? { timeoutMs: o.timeout * 1000 } : {}),
         ...(o.seed !== undefined ? { seed: o.seed } : {}),
         ...(o.strategy ? { strategy: o.strategy } : {}),
         ...(o.count ? { count: true } : {}),
         onProgress: (p) => progress.update(spec.name, p),
-      });
+      };
+      // --workers (default: the cores) splits the default search (dfs) and the randomised ones when
+      // they do not finish within the small-first cap; --count and sleep/naive run here.
+      const workers = o.workers ?? availableParallelism();
+      const strategy = o.strategy ?? spec.explore.strategy ?? 'dfs';
+      const r =
+        !o.count && SPLIT_STRATEGIES.has(strategy)
+          ? await checkScenarioAsync(spec, name, {
+              ...checkOpts,
+              explore: async (program, eo) =>
+                (await import('./workers.ts')).exploreSplit(file, text, eo, workers, {
+                  name,
+                  program,
+                  ...smallFirstFromEnv(),
+                }),
+            })
+          : checkScenario(spec, name, checkOpts);
       progress.clear();
       results.push(r);
       if (!o.json) out.write(`${renderResult(r, { file: name }, c)}\n${countLine(r)}`);

@@ -64,8 +64,13 @@ function buildProgram(setExit: (code: number) => void, handover: Handover | unde
     .addOption(
       new Option(
         '--strategy <name>',
-        'dfs: exhaustive, optimal partial-order reduction (default); sleep: exhaustive, sleep sets only; naive: every interleaving; random, pct, portfolio: seeded random search (never proves safe)',
-      ).choices(['dfs', 'sleep', 'naive', 'random', 'pct', 'portfolio']),
+        'dfs: exhaustive, optimal partial-order reduction (default); sleep: exhaustive, sleep sets only; state: exhaustive, sleep sets with a table of visited states and symmetry reduction (interchangeable threads); naive: every interleaving; random, pct, portfolio: seeded random search (never proves safe)',
+      ).choices(['dfs', 'sleep', 'state', 'naive', 'random', 'pct', 'portfolio']),
+    )
+    .option(
+      '--workers <n>',
+      'worker threads for a search that does not finish within 2,000 executions (strategies dfs, random, pct, portfolio): it is split into work units; same result for any number (default: the number of cores)',
+      positiveInt('--workers'),
     )
     .option(
       '--count',

@@ -34,9 +34,13 @@ import { OptimalDporSource } from './optimal.ts';
 import { Pct, pctHitProbability } from './pct.ts';
 import type { Program } from './program.ts';
 import { RandomWalk } from './random.ts';
-import { encodeToken, type ReplayToken } from './token.ts';
+import { Replay } from './replay.ts';
+import { StateCachingDfs } from './stateful.ts';
+import { symmetryGroups } from './symmetry.ts';
+import { decodeToken, encodeToken, type ReplayToken } from './token.ts';
+import type { WorkUnit } from './units.ts';
 
-export type Strategy = 'dfs' | 'optimal' | 'dpor' | 'sleep' | 'naive' | 'random' | 'pct' | 'portfolio';
+export type Strategy = 'dfs' | 'optimal' | 'dpor' | 'sleep' | 'state' | 'naive' | 'random' | 'pct' | 'portfolio';
 export type Verdict = 'safe' | 'bug' | 'unknown';
 export type StopReason = 'max-executions' | 'timeout' | 'step-limit';
 
@@ -63,9 +67,31 @@ export interface ExploreOptions {
   readonly onExecution?: (r: ExecResult) => void;
   /** Observes every step of every execution of the main search (the Mazurkiewicz trace counter uses it). */
   readonly observer?: StepObserver;
+  /** Strategy `state`: identify states up to renaming interchangeable threads (default true). */
+  readonly symmetry?: boolean;
   /** Called about every 256 executions. */
   readonly onProgress?: (p: Progress) => void;
+  /** With `dfs`: explore only this work unit (explorer/units.ts). */
+  readonly unit?: WorkUnit;
+  /** Receives the exploration's lockdep graph (work units hand their dependencies on). */
+  readonly onGraph?: (g: LockGraph) => void;
+  /** Receives the optimal DPOR source of a `dfs` search (a work unit reads whether it saw a timed wait). */
+  readonly onOptimal?: (src: OptimalDporSource) => void;
+  /**
+   * Randomised strategies: explore only this chunk of execution indices
+   * ({@link RANDOM_CHUNK} each, the last one ending at `maxExecutions`), on a
+   * lockdep graph of its own, without minimising (see {@link exploreChunk}).
+   */
+  readonly chunk?: number;
 }
+
+/**
+ * Executions per chunk of a randomised search. Each chunk starts afresh: its
+ * own lockdep graph, PCT's step bound k back to 1; execution i is seeded by
+ * (seed, i). So the chunks can run anywhere, in any order, and combine into
+ * the same result as the sequential search, which runs them in order.
+ */
+export const RANDOM_CHUNK = 256;
 
 export interface Progress {
   readonly executions: number;
@@ -94,6 +120,12 @@ export interface ExploreStats {
    * (explorer/optimal.ts); each was replaced by classic DPOR's branches.
    */
   fallbacks: number;
+  /**
+   * Strategy `state` only: states stored, and the groups of interchangeable
+   * threads (names) it identified states up to renaming of (empty: none).
+   */
+  states?: number;
+  symmetry?: string[][];
   /** Executions spent minimising and in targeted searches. */
   extraExecutions: number;
   /** Steps of those executions. */
@@ -245,7 +277,6 @@ export function explore(program: Program, opts: ExploreOptions = {}): ExploreRes
   const strategy = opts.strategy ?? 'dfs';
   const maxExecutions = opts.maxExecutions ?? 1_000_000;
   const stopOnFinding = opts.stopOnFinding ?? true;
-  const budget = opts.searchBudget ?? 50_000;
   const s: Searcher = {
     program,
     opts,
@@ -271,17 +302,28 @@ export function explore(program: Program, opts: ExploreOptions = {}): ExploreRes
   let found: ExecResult | null = null;
 
   const randomised = strategy === 'random' || strategy === 'pct' || strategy === 'portfolio';
-  const optimal = strategy === 'dfs' || strategy === 'optimal' ? new OptimalDporSource() : null;
+  // A randomised search is its chunks, run in order and combined (the same whether run here or elsewhere).
+  if (randomised && opts.chunk === undefined) return exploreChunked(program, opts);
+  const optimal = strategy === 'dfs' || strategy === 'optimal' ? new OptimalDporSource(opts.unit) : null;
+  if (optimal) opts.onOptimal?.(optimal);
+  opts.onGraph?.(s.graph);
+  const groups = strategy === 'state' && (opts.symmetry ?? true) ? symmetryGroups(program) : [];
+  const stateful = strategy === 'state' ? new StateCachingDfs({ groups }) : null;
   const dfs = randomised
     ? null
-    : (optimal ?? (strategy === 'dpor' ? new DporSource() : new SleepSetDfs(strategy === 'sleep')));
+    : (optimal ?? stateful ?? (strategy === 'dpor' ? new DporSource() : new SleepSetDfs(strategy === 'sleep')));
   const seed = opts.seed ?? 1;
   const pctRuns = [0, 0, 0, 0];
-  /** Steps the longest execution so far took: PCT draws its change points below it. */
+  /** Steps the longest execution so far (in this chunk) took: PCT draws its change points below it. */
   let k = 1;
+  /** A chunk's first execution index, and its end. */
+  const start = opts.chunk !== undefined ? opts.chunk * RANDOM_CHUNK : 0;
+  const end = opts.chunk !== undefined ? Math.min(start + RANDOM_CHUNK, maxExecutions) : maxExecutions;
+  s.executions = start;
   for (;;) {
-    if (stats.executions >= maxExecutions) {
-      s.stopped = 'max-executions';
+    if (start + stats.executions >= end) {
+      // A chunk before the last one just ends.
+      if (end >= maxExecutions) s.stopped = 'max-executions';
       break;
     }
     let src: ChoiceSource;
@@ -289,7 +331,7 @@ export function explore(program: Program, opts: ExploreOptions = {}): ExploreRes
       src = dfs;
     } else {
       // The portfolio alternates random walk and PCT of depth 1, 2, 3 (as Coyote does by default).
-      const i = stats.executions;
+      const i = start + stats.executions;
       const usePct = strategy === 'pct' || (strategy === 'portfolio' && i % 2 === 1);
       if (usePct) {
         const d = 1 + ((strategy === 'pct' ? i : i >> 1) % 3);
@@ -319,9 +361,27 @@ export function explore(program: Program, opts: ExploreOptions = {}): ExploreRes
     }
     if (outOfTime(s)) break;
     if ((stats.executions & 255) === 0)
-      opts.onProgress?.({ executions: stats.executions, steps: stats.steps, phase: 'explore' });
+      opts.onProgress?.({ executions: start + stats.executions, steps: stats.steps, phase: 'explore' });
   }
 
+  for (let d = 1; d <= 3; d++) {
+    const runs = pctRuns[d] ?? 0;
+    if (!runs) continue;
+    const perRun = pctHitProbability(program.threads.length, k, d);
+    stats.pct.push({ depth: d, runs, threads: program.threads.length, k, perRun, miss: (1 - perRun) ** runs });
+  }
+  if (optimal) stats.fallbacks = optimal.fallbacks;
+  if (stateful) {
+    stats.states = stateful.states;
+    stats.symmetry = groups.map((g) => g.map((t) => program.threads[t] as string));
+  }
+  return conclude(s, stats, found, codes);
+}
+
+/** After the search: minimise the counterexample, look for a wanted code, the verdict. */
+function conclude(s: Searcher, stats: ExploreStats, found: ExecResult | null, codes: Set<FindingCode>): ExploreResult {
+  const { program, opts } = s;
+  const budget = opts.searchBudget ?? 50_000;
   let cex: ExecResult | null = found;
   if (found && (opts.minimise ?? true) && found.status !== 'setup-failed') {
     cex = minimise(s, found, anyFinding, budget);
@@ -335,13 +395,6 @@ export function explore(program: Program, opts: ExploreOptions = {}): ExploreRes
       for (const f of wanted.findings) codes.add(f.code);
     }
   }
-  for (let d = 1; d <= 3; d++) {
-    const runs = pctRuns[d] ?? 0;
-    if (!runs) continue;
-    const perRun = pctHitProbability(program.threads.length, k, d);
-    stats.pct.push({ depth: d, runs, threads: program.threads.length, k, perRun, miss: (1 - perRun) ** runs });
-  }
-  if (optimal) stats.fallbacks = optimal.fallbacks;
   stats.extraExecutions = s.extra;
   stats.extraSteps = s.extraSteps;
   stats.codes = [...codes].sort();
@@ -353,4 +406,309 @@ export function explore(program: Program, opts: ExploreOptions = {}): ExploreRes
     stats,
     stopped: verdict === 'bug' ? null : s.stopped,
   };
+}
+
+/** What one work unit's exploration found (structured-clone safe: it crosses worker threads). */
+export interface UnitResult {
+  readonly executions: number;
+  readonly steps: number;
+  readonly redundant: number;
+  readonly fallbacks: number;
+  readonly complete: boolean;
+  readonly stopped: StopReason | null;
+  readonly codes: readonly FindingCode[];
+  /** The first execution with a finding: its schedule, and the executions its lock-order findings need. */
+  readonly found: { readonly schedule: readonly number[]; readonly requires: readonly string[] } | null;
+  /** Lockdep dependencies this unit's executions recorded, in order, with the execution that shows each. */
+  readonly edges: readonly { readonly from: string; readonly to: string; readonly token: string }[];
+  /**
+   * A timed wait ran or was pending in some execution: its timeout depends on
+   * every other thread being blocked, which no race records, so the unit's
+   * exploration may miss traces the whole search reaches (see units.ts).
+   */
+  readonly timed: boolean;
+}
+
+/**
+ * Explores one work unit (optimal DPOR from its prefix and sleep set), on a
+ * lockdep graph of its own, without minimising: {@link combineUnits} does
+ * that on the results of all units, in unit order.
+ */
+export function exploreUnit(program: Program, unit: WorkUnit, opts: ExploreOptions = {}): UnitResult {
+  let found: ExecResult | null = null;
+  const graphs: LockGraph[] = [];
+  let src: OptimalDporSource | null = null;
+  const r = explore(program, {
+    ...opts,
+    strategy: 'dfs',
+    unit,
+    onOptimal: (o) => {
+      src = o;
+    },
+    minimise: false,
+    want: null,
+    onGraph: (g) => graphs.push(g),
+    onExecution: (e) => {
+      if (!found && e.findings.length > 0) found = e;
+      opts.onExecution?.(e);
+    },
+  });
+  const f = found as ExecResult | null;
+  const requires = lockOrderRequires(f);
+  const edges: { from: string; to: string; token: string }[] = [];
+  for (const d of graphs[0]?.list ?? []) if (d.token) edges.push({ from: d.from, to: d.to, token: d.token });
+  return {
+    executions: r.stats.executions,
+    steps: r.stats.steps,
+    redundant: r.stats.redundant,
+    fallbacks: r.stats.fallbacks,
+    complete: r.stats.complete,
+    stopped: r.stopped,
+    codes: r.stats.codes,
+    found: f ? { schedule: [...f.schedule], requires } : null,
+    edges,
+    timed: (src as OptimalDporSource | null)?.sawTimed ?? false,
+  };
+}
+
+/** The index of the first unit whose result has a finding, or -1. */
+export function firstFindingUnit(results: readonly (UnitResult | null)[]): number {
+  return results.findIndex((r) => r?.found != null);
+}
+
+/**
+ * Combines the units' results, given in unit order, into what {@link explore}
+ * returns; the same for any number of workers. With a finding, the units up
+ * to the first one with a finding count, and its first execution with a
+ * finding is minimised (on a graph that holds the executions its lock-order
+ * findings need). Without one, the units' lock dependencies are merged in
+ * unit order: a cycle that no unit saw alone (its edges come from several
+ * units) is a lock-order finding, found by replaying the execution that
+ * closes it after the others.
+ */
+export function combineUnits(
+  program: Program,
+  units: readonly WorkUnit[],
+  results: readonly (UnitResult | null)[],
+  opts: ExploreOptions = {},
+): ExploreResult {
+  const s: Searcher = {
+    program,
+    opts,
+    clock: opts.now ?? now,
+    graph: new LockGraph(),
+    executions: 0,
+    extra: 0,
+    extraSteps: 0,
+    stopped: null,
+  };
+  const first = firstFindingUnit(results);
+  const upto = first >= 0 ? first + 1 : results.length;
+  const stats: ExploreStats = {
+    executions: 0,
+    steps: 0,
+    redundant: 0,
+    fallbacks: 0,
+    extraExecutions: 0,
+    extraSteps: 0,
+    complete: results.length === units.length,
+    codes: [],
+    pct: [],
+  };
+  const codes = new Set<FindingCode>();
+  for (let i = 0; i < upto; i++) {
+    const r = results[i];
+    if (!r) {
+      stats.complete = false;
+      continue;
+    }
+    stats.executions += r.executions;
+    stats.steps += r.steps;
+    stats.redundant += r.redundant;
+    stats.fallbacks += r.fallbacks;
+    if (!r.complete) stats.complete = false;
+    if (r.stopped && !s.stopped) s.stopped = r.stopped;
+    for (const c of r.codes) codes.add(c);
+  }
+  const replay = (schedule: readonly number[], partial = false) => run(s, new Replay(schedule, partial));
+  let found: ExecResult | null = null;
+  const f = first >= 0 ? (results[first] as UnitResult).found : null;
+  if (f) {
+    for (const t of f.requires) replay(decodeToken(t).schedule, true);
+    found = replay(f.schedule);
+  } else if (stats.complete && !s.stopped) {
+    found = crossUnitCycle(results as readonly UnitResult[], replay);
+    if (found) for (const x of found.findings) codes.add(x.code);
+  }
+  return conclude(s, stats, found, codes);
+}
+
+/** Merges the units' lock dependencies in order; an edge that closes a cycle is replayed after the others. */
+function crossUnitCycle(
+  results: readonly UnitResult[],
+  replay: (schedule: readonly number[], partial?: boolean) => ExecResult,
+): ExecResult | null {
+  const merged = new LockGraph();
+  for (const r of results) {
+    for (const e of r.edges) {
+      const back = merged.has(e.from, e.to) ? null : merged.path(e.to, e.from);
+      merged.add({ from: e.from, to: e.to, seen: null, execution: 0, token: e.token });
+      if (!back) continue;
+      for (const d of back) if (d.token && d.token !== e.token) replay(decodeToken(d.token).schedule, true);
+      const hit = replay(decodeToken(e.token).schedule, true);
+      if (hit.findings.some((x) => x.code === 'lock-order')) return hit;
+    }
+  }
+  return null;
+}
+
+/** The executions (tokens) a finding's lock-order reports need replayed first. */
+function lockOrderRequires(f: ExecResult | null): string[] {
+  const requires = new Set<string>();
+  for (const x of f?.findings ?? []) if (x.code === 'lock-order') for (const t of x.requires) requires.add(t);
+  return [...requires];
+}
+
+/** What one chunk of a randomised search found (structured-clone safe: it crosses worker threads). */
+export interface ChunkResult {
+  readonly chunk: number;
+  readonly executions: number;
+  readonly steps: number;
+  readonly redundant: number;
+  /** The search ended in this chunk without a limit (setup failed: there is nothing to explore). */
+  readonly complete: boolean;
+  readonly stopped: StopReason | null;
+  readonly codes: readonly FindingCode[];
+  /** The first execution with a finding: its schedule, and the executions its lock-order findings need. */
+  readonly found: { readonly schedule: readonly number[]; readonly requires: readonly string[] } | null;
+  /** PCT runs by depth (index 1–3) and the chunk's step bound k. */
+  readonly pctRuns: readonly number[];
+  readonly k: number;
+}
+
+/** How many chunks a randomised search with these options has. */
+export function chunkCount(opts: ExploreOptions = {}): number {
+  return Math.ceil((opts.maxExecutions ?? 1_000_000) / RANDOM_CHUNK);
+}
+
+/** Whether no chunk after this one counts (a finding that stops the search, setup failed, or a timeout). */
+export function chunkEnds(r: ChunkResult, opts: ExploreOptions = {}): boolean {
+  return (r.found !== null && (opts.stopOnFinding ?? true)) || r.complete || r.stopped === 'timeout';
+}
+
+/**
+ * Explores chunk `chunk` of a randomised search (executions chunk·256 … on,
+ * each seeded by (seed, index)), on a lockdep graph of its own, PCT's step
+ * bound starting at 1, without minimising: {@link combineChunks} does that.
+ */
+export function exploreChunk(program: Program, chunk: number, opts: ExploreOptions = {}): ChunkResult {
+  let found: ExecResult | null = null;
+  const r = explore(program, {
+    ...opts,
+    chunk,
+    minimise: false,
+    want: null,
+    onExecution: (e) => {
+      if (!found && e.findings.length > 0) found = e;
+      opts.onExecution?.(e);
+    },
+  });
+  const f = found as ExecResult | null;
+  const pctRuns = [0, 0, 0, 0];
+  let k = 1;
+  for (const g of r.stats.pct) {
+    pctRuns[g.depth] = g.runs;
+    k = g.k;
+  }
+  return {
+    chunk,
+    executions: r.stats.executions,
+    steps: r.stats.steps,
+    redundant: r.stats.redundant,
+    complete: r.stats.complete,
+    stopped: r.stopped,
+    codes: r.stats.codes,
+    found: f ? { schedule: [...f.schedule], requires: lockOrderRequires(f) } : null,
+    pctRuns,
+    k,
+  };
+}
+
+/** A randomised search: its chunks in order, combined. */
+function exploreChunked(program: Program, opts: ExploreOptions): ExploreResult {
+  const results: ChunkResult[] = [];
+  const n = chunkCount(opts);
+  for (let c = 0; c < n; c++) {
+    const r = exploreChunk(program, c, opts);
+    results.push(r);
+    if (chunkEnds(r, opts)) break;
+  }
+  return combineChunks(program, results, opts);
+}
+
+/**
+ * Combines the chunks' results, given in chunk order from chunk 0 (null for
+ * one not run), into what {@link explore} returns: the chunks up to the first
+ * that ends the search count; the first finding (the lowest execution index)
+ * is replayed on a fresh lockdep graph (after the executions its lock-order
+ * findings need) and minimised. The same whether the chunks ran here, in
+ * order, or elsewhere.
+ */
+export function combineChunks(
+  program: Program,
+  results: readonly (ChunkResult | null)[],
+  opts: ExploreOptions = {},
+): ExploreResult {
+  const s: Searcher = {
+    program,
+    opts,
+    clock: opts.now ?? now,
+    graph: new LockGraph(),
+    executions: 0,
+    extra: 0,
+    extraSteps: 0,
+    stopped: null,
+  };
+  const stats: ExploreStats = {
+    executions: 0,
+    steps: 0,
+    redundant: 0,
+    fallbacks: 0,
+    extraExecutions: 0,
+    extraSteps: 0,
+    complete: false,
+    codes: [],
+    pct: [],
+  };
+  const codes = new Set<FindingCode>();
+  const pctRuns = [0, 0, 0, 0];
+  let k = 1;
+  let first: ChunkResult | null = null;
+  for (const r of results) {
+    if (!r) break;
+    stats.executions += r.executions;
+    stats.steps += r.steps;
+    stats.redundant += r.redundant;
+    for (const c of r.codes) codes.add(c);
+    for (let d = 1; d <= 3; d++) pctRuns[d] = (pctRuns[d] ?? 0) + (r.pctRuns[d] ?? 0);
+    if (r.k > k) k = r.k;
+    if (r.found && !first) first = r;
+    // The last chunk's stop (max-executions, timeout) wins, as in one sequential loop.
+    if (r.stopped && (r.stopped !== 'step-limit' || !s.stopped)) s.stopped = r.stopped;
+    if (r.complete) stats.complete = true;
+    if (chunkEnds(r, opts)) break;
+  }
+  for (let d = 1; d <= 3; d++) {
+    const runs = pctRuns[d] ?? 0;
+    if (!runs) continue;
+    const perRun = pctHitProbability(program.threads.length, k, d);
+    stats.pct.push({ depth: d, runs, threads: program.threads.length, k, perRun, miss: (1 - perRun) ** runs });
+  }
+  let found: ExecResult | null = null;
+  const f = first?.found;
+  if (f) {
+    for (const t of f.requires) run(s, new Replay(decodeToken(t).schedule, true));
+    found = run(s, new Replay(f.schedule));
+  }
+  return conclude(s, stats, found, codes);
 }

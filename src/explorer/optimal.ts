@@ -51,6 +51,7 @@ import { accDependent, MAX_ACCESSES, runnable, type Step, type Task } from '../k
 import { HappensBefore, join } from './clocks.ts';
 import { NondeterminismError, preferred, stillAsleep } from './dfs.ts';
 import type { ChoiceSource, ExecState } from './execution.ts';
+import type { WorkUnit } from './units.ts';
 
 /** A step as the race analysis and the wakeup trees need it. */
 interface Ev {
@@ -238,6 +239,22 @@ export class OptimalDporSource implements ChoiceSource {
   private readonly tops: Ev[] = [];
   /** Wakeup branches found blocked when their turn came (see the module comment). */
   fallbacks = 0;
+  /**
+   * Some executed step was a timed wait. Its timeout depends on every other
+   * thread being blocked, which no race records, so exploring from a work
+   * unit's root alone may miss traces the whole search reaches (units.ts).
+   */
+  sawTimed = false;
+
+  /** A work unit's root (explorer/units.ts): its prefix is replayed, nothing above it is explored. */
+  private readonly rootDepth: number;
+  private readonly prefix: readonly number[];
+
+  constructor(unit?: WorkUnit) {
+    this.prefix = unit?.prefix ?? [];
+    this.rootDepth = this.prefix.length;
+    this.nextSleep = unit?.sleep ?? 0;
+  }
 
   get done(): boolean {
     return this.finished;
@@ -260,6 +277,13 @@ export class OptimalDporSource implements ChoiceSource {
     const d = x.depth;
     if (d === 0) this.reset(x);
     this.enabledAt[d] = enabled;
+    if (d < this.rootDepth) {
+      const c = this.prefix[d] as number;
+      if (!(enabled & (1 << c))) throw new NondeterminismError(d);
+      this.record(x, d, c);
+      this.depth = d + 1;
+      return c;
+    }
     let c: number;
     if (d < this.branch) {
       const node = this.nodes[d] as ONode;
@@ -370,6 +394,7 @@ export class OptimalDporSource implements ChoiceSource {
     // written once per execution, before anything refers to it).
     if (e.vc.length !== this.hb.threads) e.vc = new Int32Array(this.hb.threads);
     e.seq = this.hb.step(c, e.acc, e.nacc, e.global, e.vc);
+    if (e.timed) this.sawTimed = true;
   }
 
   /** The end of the interleaved part of an execution: find its races. */
@@ -399,6 +424,7 @@ export class OptimalDporSource implements ChoiceSource {
       fill(p, q, tq.pending);
       p.seq = (this.hb.seqOf[q] as number) + 1;
       p.prev = this.lastOf[q] as number;
+      if (p.timed) this.sawTimed = true;
       this.racesWith(n, covered, n);
     }
   }
@@ -414,7 +440,8 @@ export class OptimalDporSource implements ChoiceSource {
     const q = e2.tid;
     covered.fill(0);
     if (e2.prev >= 0) join(covered, (this.events[e2.prev] as Event).vc);
-    for (let i = j - 1; i >= 0; i--) {
+    // Above a work unit's root nothing is reversed: its top levels branched on every thread.
+    for (let i = j - 1; i >= this.rootDepth; i--) {
       const e = this.events[i] as Event;
       if (e.tid === q) continue;
       if ((covered[e.tid] as number) >= e.seq) continue;
@@ -575,7 +602,7 @@ export class OptimalDporSource implements ChoiceSource {
 
   /** Prepares the next execution; false when every wakeup tree is empty. */
   advance(): boolean {
-    for (let d = this.nodes.length - 1; d >= 0; d--) {
+    for (let d = this.nodes.length - 1; d >= this.rootDepth; d--) {
       const node = this.nodes[d] as ONode;
       node.sleep |= 1 << node.chosen;
       node.wut.shift();

@@ -20,5 +20,11 @@ export interface Program {
   /** Fingerprint of what decides executions; replay tokens carry it. */
   readonly hash: string;
   readonly threads: readonly string[];
+  /**
+   * Groups of interchangeable threads (indices): each runs the same code on
+   * the same objects, so renaming them maps executions to executions
+   * (explorer/symmetry.ts). Only the state-caching search uses it.
+   */
+  readonly symmetry?: readonly (readonly number[])[];
   instantiate(k: Kernel): World;
 }

@@ -33,6 +33,14 @@ export function resultJson(r: CheckResult) {
       extra_steps: r.stats.extraSteps,
       strategy: r.strategy,
       stopped: r.stopped,
+      ...(r.stats.states !== undefined ? { states: r.stats.states, symmetry: r.stats.symmetry ?? [] } : {}),
+      ...(r.stats.workers !== undefined
+        ? {
+            workers: r.stats.workers,
+            units: r.stats.units ?? 0,
+            ...(r.stats.splitFallback ? { split_fallback: r.stats.splitFallback } : {}),
+          }
+        : {}),
     },
     ...(r.count
       ? {

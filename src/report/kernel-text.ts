@@ -284,6 +284,16 @@ export function renderResult(r: CheckResult, ctx: ReportContext, c: Colors = NO_
   const lines = [
     `${tag} ${r.name} (${ctx.file}): ${verdictWord(r, c)}, ${expectation(r)} — ${r.stats.executions} executions, ${r.stats.steps} steps, ${how}`,
   ];
+  if (r.stats.workers !== undefined)
+    lines.push(
+      `  workers: ${r.stats.workers}, units: ${r.stats.units ?? 0}${r.stats.splitFallback === 'timed' ? ' (timed waits: one search)' : ''}`,
+    );
+  if (r.stats.states !== undefined) {
+    const groups = r.stats.symmetry ?? [];
+    lines.push(
+      `  states: ${r.stats.states}; symmetry: ${groups.length ? `${groups.map((g) => g.join(' = ')).join('; ')} interchangeable (states identified up to renaming them)` : 'none used (no interchangeable threads)'}`,
+    );
+  }
   if (r.counterexample) {
     const cx = r.counterexample;
     lines.push(

@@ -9,6 +9,7 @@ import { apiMisuse } from '../checkers/api.ts';
 import { heldInfo } from '../checkers/lockdep.ts';
 import type { ExportedBuffer, ImporterInstance, OpArgs } from '../drivers/driver.ts';
 import type { Program, World } from '../explorer/program.ts';
+import { groupsOfEqual } from '../explorer/symmetry.ts';
 import { dma_buf_put, get_dma_buf, leak } from '../kernel/dma-buf.ts';
 import { errname, isErr } from '../kernel/errno.ts';
 import type { Kernel } from '../kernel/kernel.ts';
@@ -208,6 +209,10 @@ export function compile(spec: ScenarioSpec): Program {
     name: spec.name,
     hash: scenarioHash(spec),
     threads: spec.threads.map((t) => t.name),
+    // Threads with the same op list (targets, ops, arguments) are interchangeable.
+    symmetry: groupsOfEqual(
+      spec.threads.map((t) => JSON.stringify(t.ops.map((o) => [o.target, o.op, sorted(o.args)]))),
+    ),
     instantiate: (k) => new ScenarioWorld(k, spec),
   };
 }

@@ -70,6 +70,13 @@ describe('the built command line', () => {
     sameRun(['replay', BUG, '--token', token as string, '--json']);
   });
 
+  it('--workers 2: the worker threads run the bundled worker.js, with the same output as from the sources', () => {
+    sameRun([BUG, 'scenarios/ww-abba-without-context.yaml', '--workers', '2']);
+    sameRun([BUG, '--workers', '2', '--json']);
+    sameRun([MODULE, '--workers', '2']);
+    sameRun([BUG, '--workers', '0']);
+  });
+
   it('a scenario naming a driver module: the same as from the sources, trace included', async () => {
     sameRun([MODULE]);
     const text = readFileSync(path.join(ROOT, MODULE), 'utf8');

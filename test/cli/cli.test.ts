@@ -295,7 +295,7 @@ describe('bad input: exit 2, where and what, no stack trace', () => {
     expectBadInput(runCli([SAFE, '--max-executions', '0']), /--max-executions must be a positive integer, got "0"/);
     expectBadInput(
       runCli([SAFE, '--strategy', 'bfs']),
-      /Allowed choices are dfs, sleep, naive, random, pct, portfolio/,
+      /Allowed choices are dfs, sleep, state, naive, random, pct, portfolio/,
     );
   });
 
