@@ -12,7 +12,11 @@ import type { ScenarioSpec } from './scenario/spec.ts';
 /** What an exploration run elsewhere returns: the result, and the workers and work units it used (absent: not split). */
 export interface SplitExploreResult {
   readonly result: ExploreResult;
-  readonly split?: { readonly workers: number; readonly units: number; readonly fallback?: 'timed' };
+  readonly split?: {
+    readonly workers: number;
+    readonly units: number;
+    readonly fallback?: 'timed' | 'state-dependent';
+  };
 }
 
 export interface AsyncCheckOptions extends CheckOptions {

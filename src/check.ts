@@ -33,8 +33,12 @@ export interface CheckStats {
   /** With the command line's `--workers N`: the worker threads and the work units the search was split into. */
   readonly workers?: number;
   readonly units?: number;
-  /** `timed`: the split met a timed wait, so the whole search ran as one (then workers and units are 1). */
-  readonly splitFallback?: 'timed';
+  /**
+   * The split met a step it is not trusted with (`timed`: a timed wait;
+   * `state-dependent`: a declaration that depends on state), so the whole
+   * search ran as one (then workers and units are 1).
+   */
+  readonly splitFallback?: 'timed' | 'state-dependent';
   /**
    * Strategy `state`: states stored, and the groups of interchangeable threads
    * whose renamings were identified (empty when symmetry was not used).

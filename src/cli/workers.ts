@@ -112,8 +112,52 @@ function runOptions(opts: ExploreOptions): UnitRunOptions {
   };
 }
 
+/**
+ * A worker started before there is work for it: what it says meanwhile (its
+ * `ready`, an error) is kept for the pool that takes it.
+ */
+interface Spare {
+  readonly w: Worker;
+  readonly early: FromWorker[];
+  failure: Error | null;
+  detach(): void;
+}
+
+function spare(init: WorkerInit): Spare {
+  const w = startWorker(init);
+  const s: Spare = {
+    w,
+    early: [],
+    failure: null,
+    detach: () => {
+      w.off('message', onMessage);
+      w.off('error', onError);
+      w.off('exit', onExit);
+    },
+  };
+  const onMessage = (m: FromWorker) => s.early.push(m);
+  const onError = (e: Error) => {
+    s.failure ??= new Error(`a worker thread failed: ${e?.message ?? String(e)}`);
+  };
+  const onExit = (code: number) => {
+    s.failure ??= new Error(`a worker thread exited unexpectedly (exit code ${code})`);
+  };
+  w.on('message', onMessage);
+  w.on('error', onError);
+  w.on('exit', onExit);
+  return s;
+}
+
 /** Units and chunks explored by up to `n` worker threads. */
 function threadRunner(init: WorkerInit, n: number): UnitRunner {
+  /** Workers started early (prepare), handed to the first pool. */
+  let spares: Spare[] = [];
+  let prepared = false;
+  const take = () => {
+    const ws = spares;
+    spares = [];
+    return ws;
+  };
   return {
     units: (units, opts) =>
       pool<UnitResult>(
@@ -122,6 +166,7 @@ function threadRunner(init: WorkerInit, n: number): UnitRunner {
         (index) => ({ type: 'unit', index, unit: units[index] as WorkUnit, opts: runOptions(opts) }),
         (r) => unitEnds(r, opts),
         n,
+        take(),
       ),
     chunks: (from, to, opts) =>
       pool<ChunkResult>(
@@ -130,8 +175,20 @@ function threadRunner(init: WorkerInit, n: number): UnitRunner {
         (index) => ({ type: 'chunk', index, chunk: from + index, opts: runOptions(opts) }),
         (r) => chunkEnds(r, opts),
         n,
+        take(),
       ),
     workers: (count) => Math.min(n, count),
+    prepare() {
+      if (prepared) return;
+      prepared = true;
+      spares = Array.from({ length: n }, () => spare(init));
+    },
+    dispose() {
+      for (const s of take()) {
+        s.detach();
+        void s.w.terminate();
+      }
+    },
   };
 }
 
@@ -145,9 +202,14 @@ function pool<R>(
   message: (index: number) => ToWorker,
   ends: (r: R) => boolean,
   n: number,
+  spares: Spare[] = [],
 ): Promise<(R | null)[]> {
   const results: (R | null)[] = new Array(count).fill(null);
-  if (count === 0) return Promise.resolve(results);
+  for (const s of spares) s.detach();
+  if (count === 0) {
+    for (const s of spares) void s.w.terminate();
+    return Promise.resolve(results);
+  }
   return new Promise((resolve, reject) => {
     /** Each live worker and the task it is on (-1: none). */
     const busy = new Map<Worker, number>();
@@ -200,9 +262,12 @@ function pool<R>(
       give(w);
     };
     const started = Math.min(n, count);
+    // Workers started beforehand (booting while the first executions ran) come first.
+    for (const s of spares.splice(started)) void s.w.terminate();
     try {
       for (let k = 0; k < started; k++) {
-        const w = startWorker(init);
+        const s = spares[k];
+        const w = s?.w ?? startWorker(init);
         busy.set(w, -1);
         w.on('message', (m: FromWorker) => onMessage(w, m));
         w.on('error', (e: Error) => {
@@ -214,6 +279,11 @@ function pool<R>(
         w.on('exit', (code) => {
           if (!ended && busy.has(w)) end(new Error(`a worker thread exited unexpectedly (exit code ${code})`));
         });
+        // What a worker started beforehand said before this pool listened.
+        if (s) {
+          if (s.failure) return end(s.failure);
+          for (const m of s.early) onMessage(w, m);
+        }
       }
     } catch (e) {
       end(e as Error);

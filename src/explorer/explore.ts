@@ -427,6 +427,8 @@ export interface UnitResult {
    * exploration may miss traces the whole search reaches (see units.ts).
    */
   readonly timed: boolean;
+  /** A step whose declaration depends on state ran or was pending (see OptimalDporSource.sawStateDep). */
+  readonly stateDep: boolean;
 }
 
 /**
@@ -468,6 +470,7 @@ export function exploreUnit(program: Program, unit: WorkUnit, opts: ExploreOptio
     found: f ? { schedule: [...f.schedule], requires } : null,
     edges,
     timed: (src as OptimalDporSource | null)?.sawTimed ?? false,
+    stateDep: (src as OptimalDporSource | null)?.sawStateDep ?? false,
   };
 }
 

@@ -245,6 +245,13 @@ export class OptimalDporSource implements ChoiceSource {
    * unit's root alone may miss traces the whole search reaches (units.ts).
    */
   sawTimed = false;
+  /**
+   * Some executed or pending step had a declaration that depends on state
+   * (`Step.refresh`). Sleep sets inherited at a work unit's root do not apply
+   * the guards this search applies to such steps, and units were measured to
+   * miss traces then (units.ts): the split is not trusted.
+   */
+  sawStateDep = false;
 
   /** A work unit's root (explorer/units.ts): its prefix is replayed, nothing above it is explored. */
   private readonly rootDepth: number;
@@ -395,6 +402,7 @@ export class OptimalDporSource implements ChoiceSource {
     if (e.vc.length !== this.hb.threads) e.vc = new Int32Array(this.hb.threads);
     e.seq = this.hb.step(c, e.acc, e.nacc, e.global, e.vc);
     if (e.timed) this.sawTimed = true;
+    if (e.stateDep) this.sawStateDep = true;
   }
 
   /** The end of the interleaved part of an execution: find its races. */
@@ -425,6 +433,7 @@ export class OptimalDporSource implements ChoiceSource {
       p.seq = (this.hb.seqOf[q] as number) + 1;
       p.prev = this.lastOf[q] as number;
       if (p.timed) this.sawTimed = true;
+      if (p.stateDep) this.sawStateDep = true;
       this.racesWith(n, covered, n);
     }
   }

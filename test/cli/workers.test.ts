@@ -11,12 +11,17 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { type CliRun, runCli } from '../helpers.ts';
 
-/** A safe one, a use-after-free, a lock-order inversion (deadlock), one with timed waits. */
+/**
+ * A safe one, a use-after-free, a lock-order inversion (deadlock), one with
+ * timed waits, and one the split is trusted with (no timed wait, no
+ * state-dependent declaration: ww_mutex backoff).
+ */
 const FILES = [
   'scenarios/udmabuf-dma-static-and-cpu-access.yaml',
   'scenarios/kvm-unlocked-no-retry-vs-ttm-move.yaml',
   'scenarios/ww-abba-without-context.yaml',
   'scenarios/vfio-revoke-importer-unmaps-in-worker.yaml',
+  'scenarios/ww-abba-with-context.yaml',
 ];
 const SPLIT = { DMABUF_CHECK_SMALL_FIRST: '2' };
 
@@ -98,11 +103,16 @@ describe('check --workers', () => {
         else expect(r.stats.workers).toBe(Math.min(n, r.stats.units as number));
       }
       expect(split.find((r) => r.name.includes('unmaps-in-worker'))?.stats.split_fallback).toBe('timed');
+      expect(split.find((r) => r.name.includes('udmabuf'))?.stats.split_fallback).toBe('state-dependent');
+      const trusted = split.find((r) => r.name === 'ww-abba-with-context');
+      expect(trusted?.stats.split_fallback).toBeUndefined();
+      expect(trusted?.stats.units).toBeGreaterThan(1);
     }
     // Small enough for the default cap: no split, no workers line.
     expect(plain.every((r) => r.stats.workers === undefined)).toBe(true);
     expect((runs.text2 as CliRun).stdout).toMatch(/^ {2}workers: [12], units: \d+$/m);
     expect((runs.text2 as CliRun).stdout).toMatch(/^ {2}workers: 1, units: 1 \(timed waits: one search\)$/m);
+    expect((runs.text2 as CliRun).stdout).toMatch(/^ {2}workers: 1, units: 1 \(state-dependent steps: one search\)$/m);
     expect((runs.plain as CliRun).stdout).not.toMatch(/workers:/);
   });
 
