@@ -452,6 +452,8 @@ if (retryRs.length) {
 // ---------------------------------------------------------------- 6. targets
 
 heading('6. Targets (issue 5) against this run');
+/** Milliseconds with their unit (`ms` prints seconds itself from 10 s on). */
+const msUnit = (n: number) => (n >= 10_000 ? ms(n) : `${ms(n)} ms`);
 const verdictOf = (ok: boolean | null) => (ok === null ? 'not measured' : ok ? 'met' : 'NOT met');
 {
   say('executions/traces = 1.00 and zero redundant executions, every family (default search):');
@@ -518,7 +520,7 @@ const workersResult = process.env.BENCH_WORKERS === '0' ? null : await measureWo
 if (workersResult) {
   const [portfolio, split] = workersResult.runs as [WorkersRun, WorkersRun];
   const fig = (r: WorkersRun) =>
-    `${r.label} on ${r.family} ${r.size}: ${ms(r.ms1)} ms with 1, ${ms(r.ms2)} ms with 2 (${r.units} units${r.same ? ', identical results' : ', RESULTS DIFFER'}): ${ratio(r.speedup)}`;
+    `${r.label} on ${r.family} ${r.size}: ${msUnit(r.ms1)} with 1, ${msUnit(r.ms2)} with 2 (${r.fallback ? `split dropped for one search: ${r.fallback}` : `${r.units} units`}${r.same ? ', identical results' : ', RESULTS DIFFER'}): ${ratio(r.speedup)}`;
   say(
     `≥ 1.7× speed-up from two workers on the random portfolio: ${fig(portfolio)}; machine: ${workersResult.cores} cores, two busy threads run ${ratio(workersResult.capacity)} as fast as one: ${verdictOf(portfolio.speedup >= 1.7 && portfolio.same)}`,
   );
@@ -531,15 +533,15 @@ if (symmetryRows) {
   const ex = (c: SymmetryCell) => `${c.complete ? '' : '> '}${int(c.executions)}`;
   for (const f of SYMMETRY_FAMILIES) {
     const rows = symmetryRows.filter((r) => r.family === f.id);
-    say(`\nsymmetry, ${f.title} (executions; states; > = capped at ${ms(QUICK ? 3000 : 15_000)} ms):`);
+    say(`\nsymmetry, ${f.title} (executions; states; > = capped at ${msUnit(QUICK ? 3000 : 15_000)}):`);
     say(
       table(
         rows.map((r) => ({
           N: String(r.n),
-          'state + symmetry': `${ex(r.sym)} (${ms(r.sym.ms)} ms)`,
-          state: `${ex(r.state)} (${ms(r.state.ms)} ms)`,
+          'state + symmetry': `${ex(r.sym)} (${msUnit(r.sym.ms)})`,
+          state: `${ex(r.state)} (${msUnit(r.state.ms)})`,
           'states (sym / plain)': `${int(r.sym.states ?? 0)} / ${int(r.state.states ?? 0)}`,
-          'dfs (optimal DPOR)': `${ex(r.dfs)} (${ms(r.dfs.ms)} ms)`,
+          'dfs (optimal DPOR)': `${ex(r.dfs)} (${msUnit(r.dfs.ms)})`,
           'plain / sym': r.sym.complete
             ? `${r.state.complete ? '' : '> '}${ratio(r.state.executions / Math.max(1, r.sym.executions))}`
             : '–',

@@ -30,6 +30,8 @@ export interface WorkersRun {
   readonly executions: number;
   /** The two results were identical (JSON, timing and workers count aside). */
   readonly same: boolean;
+  /** The split was dropped for one search (`timed`, `state-dependent`), or null. */
+  readonly fallback: string | null;
 }
 
 function measure(label: string, f: Family, params: number[], args: string[]): WorkersRun {
@@ -40,6 +42,7 @@ function measure(label: string, f: Family, params: number[], args: string[]): Wo
   const outs: string[] = [];
   let units = 0;
   let executions = 0;
+  let fallback: string | null = null;
   for (const n of [1, 2]) {
     const t = performance.now();
     const r = spawnSync(
@@ -51,9 +54,14 @@ function measure(label: string, f: Family, params: number[], args: string[]): Wo
     const out = r.stdout ?? '';
     outs.push(out.replace(/"ms": [\d.]+/g, '"ms": 0').replace(/"workers": \d+/g, '"workers": 0'));
     try {
-      const res = (JSON.parse(out) as { results: { stats: { units?: number; executions: number } }[] }).results[0];
+      const res = (
+        JSON.parse(out) as {
+          results: { stats: { units?: number; executions: number; split_fallback?: string } }[];
+        }
+      ).results[0];
       units = res?.stats.units ?? 0;
       executions = res?.stats.executions ?? 0;
+      fallback = res?.stats.split_fallback ?? null;
     } catch {
       units = 0;
     }
@@ -70,6 +78,7 @@ function measure(label: string, f: Family, params: number[], args: string[]): Wo
     units,
     executions,
     same: outs[0] === outs[1] && (outs[0] ?? '') !== '',
+    fallback,
   };
 }
 

@@ -273,11 +273,9 @@ function run(s: Searcher, src: ChoiceSource, observer?: StepObserver): ExecResul
   });
 }
 
-export function explore(program: Program, opts: ExploreOptions = {}): ExploreResult {
-  const strategy = opts.strategy ?? 'dfs';
-  const maxExecutions = opts.maxExecutions ?? 1_000_000;
-  const stopOnFinding = opts.stopOnFinding ?? true;
-  const s: Searcher = {
+/** A searcher for one exploration (or one combination of units): its own lockdep graph. */
+function newSearcher(program: Program, opts: ExploreOptions): Searcher {
+  return {
     program,
     opts,
     clock: opts.now ?? now,
@@ -287,17 +285,28 @@ export function explore(program: Program, opts: ExploreOptions = {}): ExploreRes
     extraSteps: 0,
     stopped: null,
   };
-  const stats: ExploreStats = {
+}
+
+function emptyStats(complete: boolean): ExploreStats {
+  return {
     executions: 0,
     steps: 0,
     redundant: 0,
     fallbacks: 0,
     extraExecutions: 0,
     extraSteps: 0,
-    complete: false,
+    complete,
     codes: [],
     pct: [],
   };
+}
+
+export function explore(program: Program, opts: ExploreOptions = {}): ExploreResult {
+  const strategy = opts.strategy ?? 'dfs';
+  const maxExecutions = opts.maxExecutions ?? 1_000_000;
+  const stopOnFinding = opts.stopOnFinding ?? true;
+  const s = newSearcher(program, opts);
+  const stats = emptyStats(false);
   const codes = new Set<FindingCode>();
   let found: ExecResult | null = null;
 
@@ -495,29 +504,10 @@ export function combineUnits(
   results: readonly (UnitResult | null)[],
   opts: ExploreOptions = {},
 ): ExploreResult {
-  const s: Searcher = {
-    program,
-    opts,
-    clock: opts.now ?? now,
-    graph: new LockGraph(),
-    executions: 0,
-    extra: 0,
-    extraSteps: 0,
-    stopped: null,
-  };
+  const s = newSearcher(program, opts);
   const first = firstFindingUnit(results);
   const upto = first >= 0 ? first + 1 : results.length;
-  const stats: ExploreStats = {
-    executions: 0,
-    steps: 0,
-    redundant: 0,
-    fallbacks: 0,
-    extraExecutions: 0,
-    extraSteps: 0,
-    complete: results.length === units.length,
-    codes: [],
-    pct: [],
-  };
+  const stats = emptyStats(results.length === units.length);
   const codes = new Set<FindingCode>();
   for (let i = 0; i < upto; i++) {
     const r = results[i];
@@ -662,27 +652,8 @@ export function combineChunks(
   results: readonly (ChunkResult | null)[],
   opts: ExploreOptions = {},
 ): ExploreResult {
-  const s: Searcher = {
-    program,
-    opts,
-    clock: opts.now ?? now,
-    graph: new LockGraph(),
-    executions: 0,
-    extra: 0,
-    extraSteps: 0,
-    stopped: null,
-  };
-  const stats: ExploreStats = {
-    executions: 0,
-    steps: 0,
-    redundant: 0,
-    fallbacks: 0,
-    extraExecutions: 0,
-    extraSteps: 0,
-    complete: false,
-    codes: [],
-    pct: [],
-  };
+  const s = newSearcher(program, opts);
+  const stats = emptyStats(false);
   const codes = new Set<FindingCode>();
   const pctRuns = [0, 0, 0, 0];
   let k = 1;

@@ -54,6 +54,17 @@ export function groupsOfEqual(keys: readonly string[]): number[][] {
   return [...by.values()].filter((g) => g.length > 1);
 }
 
+/** The mask with each bit i moved to bit map[i]. */
+function mapMask(mask: number, map: Int32Array): number {
+  let out = 0;
+  while (mask) {
+    const i = 31 - Math.clz32(mask & -mask);
+    mask &= mask - 1;
+    out |= 1 << (map[i] as number);
+  }
+  return out;
+}
+
 /** One round of a 32-bit mixer (murmur3's finaliser on the combined word). */
 function mix(h: number, x: number): number {
   let k = Math.imul(x, 0xcc9e2d51);
@@ -192,23 +203,11 @@ export class Canonicaliser {
 
   /** A thread mask in actual indices → canonical indices (π applied). */
   toCanonical(mask: number): number {
-    let out = 0;
-    while (mask) {
-      const t = 31 - Math.clz32(mask & -mask);
-      mask &= mask - 1;
-      out |= 1 << (this.perm[t] as number);
-    }
-    return out;
+    return mapMask(mask, this.perm);
   }
 
   /** A mask in canonical indices → actual indices (π⁻¹ applied). */
   fromCanonical(mask: number): number {
-    let out = 0;
-    while (mask) {
-      const c = 31 - Math.clz32(mask & -mask);
-      mask &= mask - 1;
-      out |= 1 << (this.inv[c] as number);
-    }
-    return out;
+    return mapMask(mask, this.inv);
   }
 }
