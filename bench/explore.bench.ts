@@ -520,7 +520,7 @@ const workersResult = process.env.BENCH_WORKERS === '0' ? null : await measureWo
 if (workersResult) {
   const [portfolio, split] = workersResult.runs as [WorkersRun, WorkersRun];
   const fig = (r: WorkersRun) =>
-    `${r.label} on ${r.family} ${r.size}: ${msUnit(r.ms1)} with 1, ${msUnit(r.ms2)} with 2 (${r.fallback ? `split dropped for one search: ${r.fallback}` : `${r.units} units`}${r.same ? ', identical results' : ', RESULTS DIFFER'}): ${ratio(r.speedup)}`;
+    `${r.label} on ${r.family} ${r.size}: ${msUnit(r.ms1)} with 1, ${msUnit(r.ms2)} with 2 (${r.units} units${r.fallback ? `, sleep sets in the units: ${r.fallback}` : ''}${r.same ? ', identical results' : ', RESULTS DIFFER'}): ${ratio(r.speedup)}`;
   say(
     `≥ 1.7× speed-up from two workers on the random portfolio: ${fig(portfolio)}; machine: ${workersResult.cores} cores, two busy threads run ${ratio(workersResult.capacity)} as fast as one: ${verdictOf(portfolio.speedup >= 1.7 && portfolio.same)}`,
   );

@@ -30,7 +30,7 @@ export interface WorkersRun {
   readonly executions: number;
   /** The two results were identical (JSON, timing and workers count aside). */
   readonly same: boolean;
-  /** The split was dropped for one search (`timed`, `state-dependent`), or null. */
+  /** Why the units used sleep sets instead of optimal DPOR (`timed`, `state-dependent`), or null. */
   readonly fallback: string | null;
 }
 

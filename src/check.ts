@@ -34,9 +34,9 @@ export interface CheckStats {
   readonly workers?: number;
   readonly units?: number;
   /**
-   * The split met a step it is not trusted with (`timed`: a timed wait;
-   * `state-dependent`: a declaration that depends on state), so the whole
-   * search ran as one (then workers and units are 1).
+   * The split met a step optimal DPOR's units are not trusted with (`timed`:
+   * a timed wait; `state-dependent`: a declaration that depends on state), so
+   * the units were explored with sleep sets.
    */
   readonly splitFallback?: 'timed' | 'state-dependent';
   /**

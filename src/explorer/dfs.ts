@@ -74,8 +74,17 @@ export class SleepSetDfs implements ChoiceSource {
   private nextSleep = 0;
   private finished = false;
 
+  /** A work unit's root (explorer/units.ts): its prefix is replayed, nothing above it is explored. */
+  private readonly prefix: readonly number[];
+
   /** With `useSleepSets` false: plain DFS over every interleaving (for comparison and counting). */
-  constructor(private readonly useSleepSets = true) {}
+  constructor(
+    private readonly useSleepSets = true,
+    unit?: { readonly prefix: readonly number[]; readonly sleep: number },
+  ) {
+    this.prefix = unit?.prefix ?? [];
+    this.nextSleep = unit?.sleep ?? 0;
+  }
 
   get done(): boolean {
     return this.finished;
@@ -83,6 +92,11 @@ export class SleepSetDfs implements ChoiceSource {
 
   choose(x: ExecState, enabled: number): number {
     const d = x.depth;
+    if (d < this.prefix.length) {
+      const c = this.prefix[d] as number;
+      if (!(enabled & (1 << c))) throw new NondeterminismError(d);
+      return c;
+    }
     if (d < this.branch) {
       const n = this.nodes[d] as Node;
       if (n.enabled !== enabled) throw new NondeterminismError(d);
@@ -122,8 +136,8 @@ export class SleepSetDfs implements ChoiceSource {
 
   /** Prepares the next execution; false when the whole tree has been explored. */
   advance(): boolean {
-    const d = deepestPending(this.nodes, (n) => n.enabled & ~n.done & ~n.sleep);
-    if (d < 0) {
+    const d = deepestPending(this.nodes, (n) => (n ? n.enabled & ~n.done & ~n.sleep : 0));
+    if (d < this.prefix.length) {
       this.finished = true;
       return false;
     }

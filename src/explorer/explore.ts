@@ -320,7 +320,9 @@ export function explore(program: Program, opts: ExploreOptions = {}): ExploreRes
   const stateful = strategy === 'state' ? new StateCachingDfs({ groups }) : null;
   const dfs = randomised
     ? null
-    : (optimal ?? stateful ?? (strategy === 'dpor' ? new DporSource() : new SleepSetDfs(strategy === 'sleep')));
+    : (optimal ??
+      stateful ??
+      (strategy === 'dpor' ? new DporSource() : new SleepSetDfs(strategy === 'sleep', opts.unit)));
   const seed = opts.seed ?? 1;
   const pctRuns = [0, 0, 0, 0];
   /** Steps the longest execution so far (in this chunk) took: PCT draws its change points below it. */
@@ -449,9 +451,10 @@ export function exploreUnit(program: Program, unit: WorkUnit, opts: ExploreOptio
   let found: ExecResult | null = null;
   const graphs: LockGraph[] = [];
   let src: OptimalDporSource | null = null;
+  // Optimal DPOR from the unit's root, or sleep-set DFS when the split is not trusted with it (units.ts).
   const r = explore(program, {
     ...opts,
-    strategy: 'dfs',
+    strategy: opts.strategy === 'sleep' ? 'sleep' : 'dfs',
     unit,
     onOptimal: (o) => {
       src = o;

@@ -207,15 +207,18 @@ export function unitBudget(opts: ExploreOptions, _units: number): number {
 /**
  * The split search's result from its units' (in unit order). When a unit
  * that counts (one up to the first that {@link unitEnds}) met a timed wait
- * or a state-dependent declaration, the split is not trusted and the whole
- * search runs here, as one (`fallback`). A timed wait times out only when
+ * or a state-dependent declaration, optimal DPOR's units are not trusted and
+ * the units are explored again with sleep sets (`fallback`): the top levels
+ * and the units are then one sleep-set DFS, which reaches every trace (the
+ * brute force checks `sleep`; test/explorer/units.test.ts checks the units
+ * against the whole search). A timed wait times out only when
  * every other thread is blocked, which no race records; a declaration that
  * depends on state (a fence signal that runs callbacks) can make a thread
  * asleep at a unit's root dependent later, and the top levels' sleep sets do
  * not apply optimal DPOR's guards for it. In both cases the units were
- * measured to miss traces the whole search reaches (5 of 92 on
- * vfio-revoke-importer-unmaps-in-worker; 11,445 of 122,836 on
- * kvm-retry×ttm 2×2×1 split 69 ways).
+ * measured to miss traces the whole search reaches (13 of 92 on
+ * vfio-revoke-importer-unmaps-in-worker; 373 of 4,738 on kvm-retry×ttm
+ * 2×1×1); units explored by sleep-set DFS missed none there.
  */
 export function concludeSplit(
   program: Program,
@@ -223,15 +226,22 @@ export function concludeSplit(
   results: readonly (UnitResult | null)[],
   opts: ExploreOptions,
   workers: number,
+  fallback: SplitFallback | null = null,
 ): ParallelResult {
+  return {
+    result: combineUnits(program, units, results, opts),
+    split: { workers, units: units.length, ...(fallback ? { fallback } : {}) },
+  };
+}
+
+/**
+ * Why the optimal-DPOR units' results cannot be combined (a unit that counts
+ * met a timed wait or a state-dependent declaration), or null when they can.
+ */
+export function untrusted(results: readonly (UnitResult | null)[], opts: ExploreOptions): SplitFallback | null {
   const end = results.findIndex((r) => r !== null && unitEnds(r, opts));
   const r = end >= 0 ? (results[end] as UnitResult) : null;
-  if (r?.timed || r?.stateDep)
-    return {
-      result: explore(program, opts),
-      split: { workers: 1, units: 1, fallback: r.timed ? 'timed' : 'state-dependent' },
-    };
-  return { result: combineUnits(program, units, results, opts), split: { workers, units: units.length } };
+  return r?.timed ? 'timed' : r?.stateDep ? 'state-dependent' : null;
 }
 
 /**
@@ -299,15 +309,16 @@ async function splitSearch(
     },
   });
   if (whole.stopped !== 'max-executions' || max <= smallFirst) return { result: whole };
-  // Already a step the split is not trusted with (concludeSplit): the whole search runs as one.
+  // Already a step optimal DPOR's units are not trusted with: the units use sleep sets (see concludeSplit).
   const seen = src as OptimalDporSource | null;
-  if (seen?.sawTimed || seen?.sawStateDep)
-    return {
-      result: explore(program, opts),
-      split: { workers: 1, units: 1, fallback: seen.sawTimed ? 'timed' : 'state-dependent' },
-    };
+  let fallback: SplitFallback | null = seen?.sawTimed ? 'timed' : seen?.sawStateDep ? 'state-dependent' : null;
   const units = splitUnits(program, opts.maxSteps !== undefined ? { maxSteps: opts.maxSteps } : {});
   const unitOpts: ExploreOptions = { ...opts, maxExecutions: unitBudget(opts, units.length) };
-  const results = await runner.units(units, unitOpts);
-  return concludeSplit(program, units, results, opts, runner.workers(units.length));
+  const bySleepSets: ExploreOptions = { ...unitOpts, strategy: 'sleep' };
+  let results = await runner.units(units, fallback ? bySleepSets : unitOpts);
+  if (!fallback) {
+    fallback = untrusted(results, opts);
+    if (fallback) results = await runner.units(units, bySleepSets);
+  }
+  return concludeSplit(program, units, results, opts, runner.workers(units.length), fallback);
 }

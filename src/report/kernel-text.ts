@@ -286,7 +286,7 @@ export function renderResult(r: CheckResult, ctx: ReportContext, c: Colors = NO_
   ];
   if (r.stats.workers !== undefined)
     lines.push(
-      `  workers: ${r.stats.workers}, units: ${r.stats.units ?? 0}${r.stats.splitFallback ? ` (${r.stats.splitFallback === 'timed' ? 'timed waits' : 'state-dependent steps'}: one search)` : ''}`,
+      `  workers: ${r.stats.workers}, units: ${r.stats.units ?? 0}${r.stats.splitFallback ? ` (${r.stats.splitFallback === 'timed' ? 'timed waits' : 'state-dependent steps'}: sleep sets in the units)` : ''}`,
     );
   if (r.stats.states !== undefined) {
     const groups = r.stats.symmetry ?? [];
