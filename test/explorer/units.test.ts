@@ -14,10 +14,11 @@
  * - exploreParallel: the same result whatever order the units finish in.
  */
 import path from 'node:path';
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { kvmRetryTtm } from '../../bench/families.ts';
 import { type ExploreOptions, type ExploreResult, explore, type Strategy } from '../../src/explorer/explore.ts';
-import { countTraces, TraceCounter } from '../../src/explorer/mazurkiewicz.ts';
+import { countTraces, enumerateTraces, TraceCounter } from '../../src/explorer/mazurkiewicz.ts';
 import type { Program } from '../../src/explorer/program.ts';
 import {
   type ChunkResult,
@@ -35,6 +36,7 @@ import {
 import { compile } from '../../src/scenario/compile.ts';
 import { loadScenario } from '../../src/scenario/load-yaml.ts';
 import { catalogueFiles, loadFile, ROOT } from '../helpers.ts';
+import { genProgram, programArb, showProgram } from './gen-program.ts';
 
 const programs = catalogueFiles().map((f) => ({ name: path.relative(ROOT, f), program: compile(loadFile(f)) }));
 
@@ -184,4 +186,48 @@ describe('exploreParallel: the same result for any runner', () => {
       });
     }
   }
+});
+
+describe('the split on generated programs (fast-check), against the brute force', () => {
+  it('the units, as exploreParallel explores them, reach exactly the brute force’s traces', () => {
+    let compared = 0;
+    let bySleep = 0;
+    fc.assert(
+      fc.property(programArb, (ops) => {
+        const program = genProgram(ops);
+        const bf = enumerateTraces(program, { maxExecutions: 1500 });
+        if (!bf.complete) return;
+        compared++;
+        const units = splitUnits(program);
+        const opts: ExploreOptions = { stopOnFinding: false };
+        const run = (o: ExploreOptions) => {
+          const counter = new TraceCounter(program.threads.length);
+          const results = units.map((u) =>
+            exploreUnit(program, u, { ...o, observer: counter.observer, onExecution: (r) => counter.record(r) }),
+          );
+          return { counter, results };
+        };
+        let r = run(opts);
+        const fallback = untrusted(r.results, opts);
+        if (fallback) {
+          bySleep++;
+          r = run({ ...opts, strategy: 'sleep' });
+        }
+        const label = showProgram(ops);
+        expect(
+          [...bf.traces.keys()].filter((t) => !r.counter.traces.has(t)),
+          label,
+        ).toEqual([]);
+        expect(
+          [...r.counter.traces.keys()].filter((t) => !bf.traces.has(t)),
+          label,
+        ).toEqual([]);
+      }),
+      { seed: 20_261_125, numRuns: 200 },
+    );
+    expect(compared).toBeGreaterThanOrEqual(150);
+    // Both kinds of unit were exercised.
+    expect(bySleep).toBeGreaterThan(0);
+    expect(bySleep).toBeLessThan(compared);
+  });
 });
