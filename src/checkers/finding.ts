@@ -19,6 +19,7 @@ export const FINDING_CODES = [
   'leak',
   'refcount',
   'api-misuse',
+  'private-mmio',
 ] as const;
 
 export type FindingCode = (typeof FINDING_CODES)[number];
@@ -87,6 +88,18 @@ export interface UseAfterFreeFinding extends FindingBase {
 export interface StaleMappingFinding extends FindingBase {
   readonly code: 'stale-mapping';
   readonly event: 'free' | 'revoke' | 'install';
+  readonly translation: TranslationInfo;
+  readonly frame: FrameInfo;
+}
+
+/**
+ * A host mapping of private MMIO: a CPU PTE, a host-DMA mapping or a shared
+ * EPT entry for a BAR page of a device assigned to a confidential guest
+ * (TDISP / TDX Connect, the purpose of the get_pfn RFC series, [K8]). Only
+ * the guest's secure EPT may map it.
+ */
+export interface PrivateMmioFinding extends FindingBase {
+  readonly code: 'private-mmio';
   readonly translation: TranslationInfo;
   readonly frame: FrameInfo;
 }
@@ -196,7 +209,8 @@ export type Finding =
   | WaitInSignallingFinding
   | LeakFinding
   | RefcountFinding
-  | ApiMisuseFinding;
+  | ApiMisuseFinding
+  | PrivateMmioFinding;
 
 /** The code-specific part of a finding; the kernel fills in where and when. */
 export type FindingDetail<F extends Finding = Finding> = F extends Finding

@@ -11,7 +11,16 @@ import type { PagePool } from '../kernel/page-alloc.ts';
 import type { KGen, Task } from '../kernel/sched.ts';
 
 /** A driver option: its type, default and documentation. */
-export type OptionSpec =
+export type OptionSpec = OptionKind & {
+  /**
+   * Added after replay tokens were first issued: left out of a scenario's
+   * resolved options (so out of its hash, and its tokens stay valid) unless
+   * the scenario sets it; the driver reads its absence as the default.
+   */
+  readonly late?: true;
+};
+
+type OptionKind =
   | { readonly type: 'boolean'; readonly default: boolean; readonly doc: string }
   /** The name of a buffer of the scenario ('' when not given). */
   | { readonly type: 'buffer'; readonly default: string; readonly doc: string }

@@ -17,7 +17,7 @@ import { kasan_check } from '../checkers/kasan.ts';
 import { heldInfo, LOCK_CLASS, origin } from '../checkers/lockdep.ts';
 import type { Kernel } from './kernel.ts';
 import { EXCLUSIVE, Lock, lock_acquire, lock_release, SHARED } from './locking.ts';
-import { hexPfn, type PfnRef, staleMapping, Translation } from './page-alloc.ts';
+import { frameInfo, hexPfn, type PfnRef, staleMapping, Translation, translationInfo } from './page-alloc.ts';
 import { type KGen, KObject, kfn, SharedObject, type Step, type Task } from './sched.ts';
 
 export const VM_FAULT_SIGBUS = 0x0002;
@@ -168,7 +168,10 @@ export class Vma extends KObject implements TranslationTable {
 /**
  * Records a new translation of `ref` (inside a step that declared a write of
  * the table entry and of the frame). A PFN that no longer backs its buffer is a `stale-mapping` at
- * install ([I2]).
+ * install ([I2]). A host translation of private MMIO — a CPU PTE, a DMA
+ * mapping, or an SPTE that is not in a secure EPT (`secureEpt`) — is a
+ * `private-mmio` finding: a device assigned to a confidential guest (TDISP)
+ * exposes its BAR to that guest's secure EPT only ([K8]).
  */
 export function installTranslation(
   t: Task,
@@ -177,12 +180,26 @@ export function installTranslation(
   buffer: string,
   page: number,
   ref: PfnRef,
+  secureEpt = false,
 ): Translation {
   const tr = new Translation(kind, importer, buffer, page, ref.frame, ref.gen, origin(t));
   if (tr.stale) staleMapping(t, tr, 'install');
+  if (ref.frame.privateMmio && !(kind === 'spte' && secureEpt)) privateMmioMapped(t, tr);
   ref.frame.translations.push(tr);
   t.k.physmem.translations.push(tr);
   return tr;
+}
+
+function privateMmioMapped(t: Task, tr: Translation): void {
+  const what =
+    tr.kind === 'pte' ? 'a CPU PTE' : tr.kind === 'dma' ? 'a host DMA mapping' : 'an SPTE outside the secure EPT';
+  t.k.report(t, {
+    code: 'private-mmio',
+    translation: translationInfo(tr),
+    frame: frameInfo(tr.frame, tr.gen),
+    rules: ['K8'],
+    message: `${t.name} installs ${what} (${tr.importer}) for private MMIO pfn ${hexPfn(tr.frame.pfn)} of ${tr.buffer} page ${tr.page}`,
+  });
 }
 
 /**

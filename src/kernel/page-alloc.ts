@@ -45,6 +45,11 @@ export class Frame extends KObject {
   accessible = true;
   /** MMIO only: where the last revoke completed. */
   revoked: Origin | null = null;
+  /**
+   * MMIO only: private MMIO of a device assigned to a confidential guest
+   * (TDISP): only the guest's secure EPT may map it ([K8]; memory.ts).
+   */
+  privateMmio = false;
 
   constructor(
     k: Kernel,
@@ -61,6 +66,7 @@ export class Frame extends KObject {
       gen: this.gen,
       owner: this.owner,
       mapped_by: this.translations.map((t) => `${t.importer} ${t.kind}${t.stale ? ' (stale)' : ''}`),
+      ...(this.privateMmio ? { private: true } : {}),
     };
   }
 

@@ -218,6 +218,13 @@ export function findingBody(f: Finding): string[] {
         '',
         ...(f.released ? originLines('Released by', f.released) : []),
       ];
+    case 'private-mmio':
+      return [
+        `BUG: host mapping of private MMIO: ${f.message}`,
+        `pfn ${hex(f.frame.pfn)} [${f.frame.pool}] is private MMIO of ${f.frame.owner}; only the secure EPT may map it (step ${f.step}, thread ${f.thread})`,
+        '',
+        ...backtrace(f.stack),
+      ];
     case 'api-misuse':
       return [
         `WARNING: CPU: 0 PID: ${f.thread} at ${f.call}`,

@@ -414,7 +414,7 @@ function optionsOf(
 ): Record<string, boolean | string | number> {
   const all = { ...specs, ...extra };
   const out: Record<string, boolean | string | number> = {};
-  for (const [k, s] of Object.entries(all)) out[k] = s.default;
+  for (const [k, s] of Object.entries(all)) if (!s.late) out[k] = s.default;
   if (node === undefined || (isScalar(node) && node.value === null)) return out;
   const keys = Object.keys(all);
   for (const p of pairsOf(c, node, what) ?? []) {

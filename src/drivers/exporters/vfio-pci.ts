@@ -336,7 +336,14 @@ export const vfioPci = defineExporter({
   name: 'vfio-pci',
   exportCall: 'vfio_pci_core_feature_dma_buf',
   summary: 'MMIO BAR ranges, never moved, revocable',
-  options: {},
+  options: {
+    private_mmio: {
+      type: 'boolean',
+      default: false,
+      late: true,
+      doc: "the device is assigned to a confidential guest (TDISP / TDX Connect): its BAR is private MMIO, which only the guest's secure EPT may map; a CPU mmap, a host DMA mapping or a shared EPT entry of it is a private-mmio finding ([K8])",
+    },
+  },
   ops: {
     revoke: { doc: 'revoke: memory_lock (write), resv, revoked = true, invalidate, wait, zap CPU mappings ([V5])' },
     unrevoke: { doc: 'undo a revoke: memory re-enabled, revoked = false (nothing after close)' },
@@ -349,6 +356,7 @@ export const vfioPci = defineExporter({
     const index = [...k.physmem.pools.values()].filter((p) => p.kind === 'mmio').length;
     const pool = k.physmem.mmio(`${env.name}:BAR0`, 0xf0000 + index * 0x1000, env.pages);
     const bar = pool.frames.slice(0, env.pages);
+    if (env.options.private_mmio === true) for (const f of bar) f.privateMmio = true;
     const vdev = new VfioPciDevice(k, `${env.name}:vdev`, bar);
     const priv = new VfioPciDmaBuf(k, `${env.name}:vfio_dma_buf`, vdev, bar);
 

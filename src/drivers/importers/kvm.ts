@@ -67,6 +67,7 @@ interface KvmOptions {
   readonly zap: boolean;
   readonly dynamic: boolean;
   readonly invalidateTakesResv: boolean;
+  readonly secureEpt: boolean;
 }
 
 function kvmOptions(o: OptionValues): KvmOptions {
@@ -77,6 +78,7 @@ function kvmOptions(o: OptionValues): KvmOptions {
     zap: o.zap_on_invalidate !== false,
     dynamic: o.attach_mode !== 'static',
     invalidateTakesResv: o.invalidate_takes_resv === true,
+    secureEpt: o.secure_ept === true,
   };
 }
 
@@ -91,6 +93,7 @@ class KvmImporter implements ImporterInstance {
     this.o = kvmOptions(env.options);
     this.attachCall = this.o.dynamic ? 'dma_buf_dynamic_attach' : 'dma_buf_attach';
     this.kvm = new Kvm(env.k, env.name, env.pages);
+    this.kvm.secureEpt = this.o.secureEpt;
     this.attachOps = {
       allow_peer2peer: true,
       invalidate_mappings: (t: Task, a: DmaBufAttachment) => KvmImporter.invalidate_mappings(t, a, this),
@@ -266,6 +269,12 @@ export const kvm = defineImporter({
       type: 'boolean',
       default: false,
       doc: 'the invalidate callback re-locks resv ([I15])',
+    },
+    secure_ept: {
+      type: 'boolean',
+      default: false,
+      late: true,
+      doc: 'a confidential guest (TDX TD): the SPTEs are its secure EPT, the only host-side table that may map private MMIO ([K8])',
     },
   },
   ops: {

@@ -85,6 +85,11 @@ export class Kvm {
   readonly memslots: KvmMemslots;
   /** The slot's SPTEs, by page: a shared object of its own. */
   readonly spt: KvmSptTable;
+  /**
+   * A confidential guest (TDX TD): its SPTEs for the slot are the secure EPT,
+   * which may map private MMIO of a device assigned to it (TDISP, [K8]).
+   */
+  secureEpt = false;
 
   constructor(
     k: Kernel,

@@ -41,7 +41,7 @@ export function* kvm_tdp_mmu_map(
   if (seq !== null && mmu_invalidate_retry_gfn(kvm, seq, kvm.gfn(page))) return false;
   const old = kvm.spt.entries[page];
   if (old) zapTranslation(old);
-  kvm.spt.entries[page] = installTranslation(t, 'spte', importer, buffer, page, ref);
+  kvm.spt.entries[page] = installTranslation(t, 'spte', importer, buffer, page, ref, kvm.secureEpt);
   return true;
 }
 
