@@ -132,8 +132,10 @@ export function heldInfo(t: Task): HeldLockInfo[] {
  * exclusively can never succeed (AA deadlock, lockdep's "possible recursive
  * locking detected").
  */
-export function checkRecursion(t: Task, lock: Lock, fn: string): void {
-  if (lock.owner !== t) return;
+export function checkRecursion(t: Task, lock: Lock, fn: string, mode: number = EXCLUSIVE): void {
+  // Held exclusively, or held shared and now wanted exclusively (a writer
+  // waiting for its own read side never gets it).
+  if (lock.owner !== t && !(mode === EXCLUSIVE && lock.readers.includes(t))) return;
   t.k.report(t, {
     code: 'deadlock',
     kind: 'recursive',
@@ -159,8 +161,16 @@ export function lockAcquired(
   mode: number,
   ctx: WwAcquireCtx | null = null,
   fn: string = t.pending.fn,
+  trylock = false,
 ): void {
   const k = t.k;
+  // As lockdep: a trylock joins the held locks but adds no dependency (it
+  // cannot wait, so it can be taken in any order), which is why shrinkers and
+  // mmu notifiers may trylock resv ([L8] d).
+  if (trylock) {
+    t.held.push({ lock, mode, step: k.step, stack: callStack(t) });
+    return;
+  }
   if (t.signalling > 0 && lock.kind === 'ww_mutex') {
     k.report(t, {
       code: 'wait-in-signalling',
@@ -241,6 +251,11 @@ export function lockReleased(t: Task, lock: Lock, wasHeld: boolean, fn: string):
 export function lockMapTouch(t: Task, map: Lock, fn: string): void {
   lockAcquired(t, map, EXCLUSIVE, null, fn);
   lockReleased(t, map, true, 'lock_map_release');
+}
+
+/** `lock_map_acquire()` on a pseudo-lock held across a section (fs_reclaim in direct reclaim). */
+export function lockMapAcquireWrite(t: Task, map: Lock): void {
+  lockAcquired(t, map, EXCLUSIVE, null, 'lock_map_acquire');
 }
 
 /** `lock_map_acquire_read()` on a pseudo-lock (a signalling section). */

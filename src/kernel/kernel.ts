@@ -7,7 +7,7 @@ import type { Finding, FindingDetail, LockDependency } from '../checkers/finding
 import { callStack, LOCK_CLASS, LockGraph } from '../checkers/lockdep.ts';
 import { Lock } from './locking.ts';
 import { PhysMem } from './page-alloc.ts';
-import { type KObject, SharedObject, Task } from './sched.ts';
+import { type KGen, type KObject, SharedObject, Task } from './sched.ts';
 
 /** Switches for API drift between kernel versions (reference §0.2). Defaults: 2026 mainline. */
 export interface KernelConfig {
@@ -32,6 +32,12 @@ export interface StepObserver {
   afterStep(k: Kernel, t: Task): void;
 }
 
+/** A shrinker: what direct reclaim calls (`scan_objects`), in the allocating thread, under fs_reclaim. */
+export interface Shrinker {
+  readonly name: string;
+  scan(t: Task): KGen;
+}
+
 export class Kernel {
   readonly objects: KObject[] = [];
   readonly tasks: Task[] = [];
@@ -45,6 +51,11 @@ export class Kernel {
   execution = 0;
   /** Lockdep's pseudo-locks ([L8], [L11]). */
   readonly lockdepMaps: { readonly dma_fence_map: Lock; readonly fs_reclaim: Lock; readonly mmu_notifier: Lock };
+  /**
+   * Registered shrinkers (`register_shrinker`): direct reclaim runs each of
+   * them in the allocating thread (page-alloc.ts `fs_reclaim`).
+   */
+  readonly shrinkers: Shrinker[];
   readonly physmem: PhysMem;
   /** What lockless dma_resv readers depend on: the signalled state of every fence. */
   readonly fenceStates: SharedObject;
@@ -75,6 +86,7 @@ export class Kernel {
       mmu_notifier: new Lock(this, 'mmu_notifier_invalidate_range_start', LOCK_CLASS.mmu_notifier, 'lockdep_map'),
     };
     this.physmem = new PhysMem(this);
+    this.shrinkers = [];
     this.fenceStates = new SharedObject(this, 'dma_fence states', 'dma_fence_states');
     this.clock = new SharedObject(this, 'jiffies', 'clock');
     this.wwClass = new SharedObject(this, 'reservation_ww_class', 'ww_class');

@@ -91,7 +91,7 @@ export class Lock extends KObject implements Blocker {
 
 /** Blocking acquisition, printed as `fn` (e.g. `mutex_lock`). */
 export function* lock_acquire(t: Task, lock: Lock, mode: number, fn: string): KGen {
-  checkRecursion(t, lock, fn);
+  checkRecursion(t, lock, fn, mode);
   yield t.at(fn, 'lock', lock, lock, mode);
   lock.take(t, mode);
   lockAcquired(t, lock, mode);
@@ -102,7 +102,7 @@ export function* lock_try(t: Task, lock: Lock, mode: number, fn: string): KGen<b
   yield t.at(fn, 'lock', lock, null, mode);
   if (lock.owner !== null || (mode === EXCLUSIVE && lock.readers.length > 0)) return false;
   lock.take(t, mode);
-  lockAcquired(t, lock, mode);
+  lockAcquired(t, lock, mode, null, fn, true);
   return true;
 }
 

@@ -18,8 +18,8 @@
  * of drivers/pci
  */
 import type { Origin } from '../checkers/finding.ts';
-import { lockMapTouch, origin } from '../checkers/lockdep.ts';
-import type { Kernel } from './kernel.ts';
+import { lockMapAcquireWrite, lockMapRelease, lockMapTouch, origin } from '../checkers/lockdep.ts';
+import type { Kernel, Shrinker } from './kernel.ts';
 import { type KGen, KObject, type Step, type Task } from './sched.ts';
 
 export type PoolKind = 'system' | 'vram' | 'mmio';
@@ -260,8 +260,45 @@ export function* alloc_pages(
   gfp: Gfp = 'GFP_KERNEL',
 ): KGen<Frame[]> {
   might_alloc(t, gfp);
+  if (gfp === 'GFP_KERNEL') yield* fs_reclaim(t);
   yield t.at('alloc_pages', 'alloc', pool);
   return takeFrames(t, pool, n, owner);
+}
+
+/**
+ * Direct reclaim (`__alloc_pages_direct_reclaim` → `shrink_slab`): a
+ * GFP_KERNEL allocation may run every registered shrinker in the allocating
+ * thread, under the fs_reclaim lockdep map, so whatever a shrinker takes —
+ * resv by trylock only ([L8] d), then the importers' invalidate callbacks and
+ * their locks — is ordered after fs_reclaim, and a lock held across the
+ * allocation that such a callback takes is a `lock-order` (or, in the same
+ * thread, a `deadlock`) finding. GFP_NOWAIT / GFP_ATOMIC never reclaim, and
+ * neither does an allocation inside reclaim (PF_MEMALLOC). Simplification:
+ * reclaim always runs (the model has no memory pressure to decide it), and
+ * only when some shrinker is registered; executions where it does not run at
+ * some allocation are covered only by the scenario without the shrinker
+ * (docs/architecture.md says so).
+ */
+export function register_shrinker(k: Kernel, s: Shrinker): void {
+  k.shrinkers.push(s);
+}
+
+export function unregister_shrinker(k: Kernel, s: Shrinker): void {
+  const i = k.shrinkers.indexOf(s);
+  if (i >= 0) k.shrinkers.splice(i, 1);
+}
+
+export function* fs_reclaim(t: Task): KGen {
+  const shrinkers = t.k.shrinkers;
+  if (shrinkers.length === 0 || t.inReclaim) return;
+  t.stack.push('fs_reclaim');
+  const map = t.k.lockdepMaps.fs_reclaim;
+  lockMapAcquireWrite(t, map);
+  t.inReclaim = true;
+  for (const s of shrinkers) yield* s.scan(t);
+  t.inReclaim = false;
+  lockMapRelease(t, map);
+  t.stack.pop();
 }
 
 /**

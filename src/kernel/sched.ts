@@ -133,6 +133,8 @@ export class Task {
   readonly held: HeldLock[] = [];
   /** Depth of `dma_fence_begin_signalling()` sections ([L11]). */
   signalling = 0;
+  /** In direct reclaim (PF_MEMALLOC): allocations here do not reclaim again. */
+  inReclaim = false;
   readonly pending: Step = new Step();
   gen: KGen | null = null;
   done = false;

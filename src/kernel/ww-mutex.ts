@@ -118,7 +118,7 @@ export function* ww_mutex_trylock(t: Task, lock: WwMutex, fn = 'ww_mutex_trylock
   if (lock.owner !== null) return false;
   lock.take(t, EXCLUSIVE);
   lock.ctx = null;
-  lockAcquired(t, lock, EXCLUSIVE, null);
+  lockAcquired(t, lock, EXCLUSIVE, null, fn, true);
   return true;
 }
 

@@ -52,6 +52,7 @@ import {
   dma_resv_wait_timeout,
 } from '../../kernel/dma-resv.ts';
 import { EBUSY, EINVAL, isErr, type Result } from '../../kernel/errno.ts';
+import type { Shrinker } from '../../kernel/kernel.ts';
 import { lock_release } from '../../kernel/locking.ts';
 import {
   unmap_mapping_range,
@@ -69,7 +70,9 @@ import {
   freeStep,
   type PagePool,
   pfnRef,
+  register_shrinker,
   releaseFrames,
+  unregister_shrinker,
 } from '../../kernel/page-alloc.ts';
 import { type KGen, kfn, type Task } from '../../kernel/sched.ts';
 import { defineExporter } from '../driver.ts';
@@ -81,6 +84,8 @@ export class TtmBufferObject {
   /** Fence of the last move (KERNEL usage); faults and pins wait for it. */
   moving: DmaFence | null = null;
   moves = 0;
+  /** The BO's shrinker, while registered (option `shrinker`). */
+  shrinker: Shrinker | null = null;
 
   constructor(
     readonly name: string,
@@ -213,7 +218,27 @@ function* amdgpu_dma_buf_map(
   return yield* mapFrames(t, 'amdgpu_dma_buf_map', attach, bo.frames, dir);
 }
 
+/**
+ * The TTM shrinker's eviction of this BO (`ttm_bo_shrink` / the LRU walk):
+ * runs in direct reclaim, under fs_reclaim, in whatever thread allocated.
+ * Locking: resv by trylock only — a shrinker must never block on it ([L8] d);
+ * a BO that is busy, pinned or already in system memory is skipped. The
+ * eviction is a move to system memory, so the importers' invalidate callbacks
+ * run here, in reclaim ([LT8] 3).
+ */
+const ttm_bo_shrink = kfn('ttm_bo_shrink', function* (t: Task, buf: DmaBuf, bo: TtmBufferObject): KGen {
+  if (!(yield* dma_resv_trylock(t, buf.resv))) return;
+  if (bo.pin_count === 0 && bo.placement === bo.pools.vram && bo.frames.length > 0)
+    yield* ttm_bo_handle_move_mem(t, buf, bo, bo.pools.system);
+  yield* dma_resv_unlock(t, buf.resv);
+});
+
 function* ttm_bo_release(t: Task, bo: TtmBufferObject): KGen {
+  // unregister_shrinker: the BO is gone.
+  if (bo.shrinker) {
+    unregister_shrinker(t.k, bo.shrinker);
+    bo.shrinker = null;
+  }
   yield freeStep(t, 'ttm_bo_release', bo.frames);
   releaseFrames(t, bo.frames);
   bo.frames = [];
@@ -296,6 +321,12 @@ export const ttm = defineExporter({
       default: true,
       doc: 'begin_cpu_access for a CPU read reserves the BO and moves it to system memory (GTT) unless pinned; false: it does nothing',
     },
+    shrinker: {
+      type: 'boolean',
+      default: false,
+      late: true,
+      doc: "register a shrinker: any GFP_KERNEL allocation (direct reclaim, under fs_reclaim) may evict the BO from VRAM — resv by trylock, then a move, so the importers' invalidate callbacks run in reclaim ([L8] d)",
+    },
   },
   ops: {
     move: { doc: 'move the buffer to the other placement (ttm_bo_validate); -EBUSY while pinned' },
@@ -333,6 +364,10 @@ export const ttm = defineExporter({
     if (isErr(r)) return r;
     buf = r;
     const exported = buf;
+    if (env.options.shrinker === true) {
+      bo.shrinker = { name: `${env.name}:ttm-shrinker`, scan: (t: Task) => ttm_bo_shrink(t, exported, bo) };
+      register_shrinker(env.k, bo.shrinker);
+    }
     return {
       buf: exported,
       pool: from,

@@ -46,6 +46,7 @@ import {
 } from '../../kernel/kvm/kvm-main.ts';
 import { guest_access, kvm_tdp_mmu_map, kvm_unmap_gfn_range } from '../../kernel/kvm/mmu.ts';
 import { read_lock, read_unlock, write_lock, write_unlock } from '../../kernel/locking.ts';
+import { alloc_pages } from '../../kernel/page-alloc.ts';
 import { type KGen, kfn, type Task } from '../../kernel/sched.ts';
 import { srcu_read_lock, srcu_read_unlock, synchronize_srcu } from '../../kernel/srcu.ts';
 import {
@@ -68,6 +69,7 @@ interface KvmOptions {
   readonly dynamic: boolean;
   readonly invalidateTakesResv: boolean;
   readonly secureEpt: boolean;
+  readonly pageTableAlloc: 'none' | 'before_mmu_lock' | 'under_mmu_lock';
 }
 
 function kvmOptions(o: OptionValues): KvmOptions {
@@ -79,6 +81,8 @@ function kvmOptions(o: OptionValues): KvmOptions {
     dynamic: o.attach_mode !== 'static',
     invalidateTakesResv: o.invalidate_takes_resv === true,
     secureEpt: o.secure_ept === true,
+    pageTableAlloc:
+      o.page_table_alloc === 'before_mmu_lock' || o.page_table_alloc === 'under_mmu_lock' ? o.page_table_alloc : 'none',
   };
 }
 
@@ -193,6 +197,12 @@ class KvmImporter implements ImporterInstance {
     }
   }
 
+  /** One page-table page from system memory (GFP_KERNEL: direct reclaim may run). */
+  private *allocPageTablePage(t: Task): KGen {
+    const pool = t.k.physmem.pools.get('system');
+    if (pool) yield* alloc_pages(t, pool, 1, (i) => `${this.env.name} page-table page ${i}`);
+  }
+
   /** 0 installed, RET_PF_RETRY, or -errno. */
   private *kvm_mmu_page_fault(t: Task, page: number): KGen<number> {
     t.stack.push('kvm_mmu_page_fault');
@@ -230,7 +240,12 @@ class KvmImporter implements ImporterInstance {
       }
     }
     if (isErr(pfn)) return -EIO;
+    // mmu_topup_memory_caches(): page-table pages are allocated (GFP_KERNEL, may
+    // reclaim) before mmu_lock, because reclaim can run invalidate callbacks
+    // that take mmu_lock; allocating under it is the bug the option models.
+    if (o.pageTableAlloc === 'before_mmu_lock') yield* this.allocPageTablePage(t);
     yield* read_lock(t, kvm.mmu_lock);
+    if (o.pageTableAlloc === 'under_mmu_lock') yield* this.allocPageTablePage(t);
     const installed = yield* kvm_tdp_mmu_map(t, kvm, this.env.name, a.dmabuf.name, page, pfn.pfn, seq);
     yield* read_unlock(t, kvm.mmu_lock);
     if (holding) yield* dma_resv_unlock(t, resv);
@@ -269,6 +284,13 @@ export const kvm = defineImporter({
       type: 'boolean',
       default: false,
       doc: 'the invalidate callback re-locks resv ([I15])',
+    },
+    page_table_alloc: {
+      type: 'enum',
+      values: ['none', 'before_mmu_lock', 'under_mmu_lock'],
+      default: 'none',
+      late: true,
+      doc: 'the fault allocates a page-table page (GFP_KERNEL, may run direct reclaim): before taking mmu_lock (mmu_topup_memory_caches) or, wrongly, under it; none: not modelled',
     },
     secure_ept: {
       type: 'boolean',
