@@ -419,17 +419,21 @@ function conclude(s: Searcher, stats: ExploreStats, found: ExecResult | null, co
   };
 }
 
-/** What one work unit's exploration found (structured-clone safe: it crosses worker threads). */
-export interface UnitResult {
+/** What a part of a search (a work unit, a chunk) found: structured-clone safe, it crosses worker threads. */
+interface PartResult {
   readonly executions: number;
   readonly steps: number;
   readonly redundant: number;
-  readonly fallbacks: number;
   readonly complete: boolean;
   readonly stopped: StopReason | null;
   readonly codes: readonly FindingCode[];
   /** The first execution with a finding: its schedule, and the executions its lock-order findings need. */
   readonly found: { readonly schedule: readonly number[]; readonly requires: readonly string[] } | null;
+}
+
+/** What one work unit's exploration found. */
+export interface UnitResult extends PartResult {
+  readonly fallbacks: number;
   /** Lockdep dependencies this unit's executions recorded, in order, with the execution that shows each. */
   readonly edges: readonly { readonly from: string; readonly to: string; readonly token: string }[];
   /**
@@ -565,18 +569,12 @@ function lockOrderRequires(f: ExecResult | null): string[] {
   return [...requires];
 }
 
-/** What one chunk of a randomised search found (structured-clone safe: it crosses worker threads). */
-export interface ChunkResult {
+/**
+ * What one chunk of a randomised search found. `complete`: the search ended
+ * in this chunk without a limit (setup failed: there is nothing to explore).
+ */
+export interface ChunkResult extends PartResult {
   readonly chunk: number;
-  readonly executions: number;
-  readonly steps: number;
-  readonly redundant: number;
-  /** The search ended in this chunk without a limit (setup failed: there is nothing to explore). */
-  readonly complete: boolean;
-  readonly stopped: StopReason | null;
-  readonly codes: readonly FindingCode[];
-  /** The first execution with a finding: its schedule, and the executions its lock-order findings need. */
-  readonly found: { readonly schedule: readonly number[]; readonly requires: readonly string[] } | null;
   /** PCT runs by depth (index 1–3) and the chunk's step bound k. */
   readonly pctRuns: readonly number[];
   readonly k: number;

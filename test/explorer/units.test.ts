@@ -32,6 +32,7 @@ import {
   splitUnits,
   type UnitRunner,
   untrusted,
+  type WorkUnit,
 } from '../../src/explorer/units.ts';
 import { compile } from '../../src/scenario/compile.ts';
 import { loadScenario } from '../../src/scenario/load-yaml.ts';
@@ -43,6 +44,24 @@ const programs = catalogueFiles().map((f) => ({ name: path.relative(ROOT, f), pr
 /** The result without what may legitimately differ: nothing (ExploreResult has no timing). */
 const json = (r: ExploreResult) => JSON.stringify(r);
 
+/**
+ * The units explored one after the other with a trace counter, as
+ * exploreParallel does: optimal DPOR's units, or sleep sets when those are
+ * not trusted (`fallback`).
+ */
+function exploreUnitsCounted(program: Program, units: readonly WorkUnit[], opts: ExploreOptions) {
+  const run = (o: ExploreOptions) => {
+    const counter = new TraceCounter(program.threads.length);
+    const results = units.map((u) =>
+      exploreUnit(program, u, { ...o, observer: counter.observer, onExecution: (r) => counter.record(r) }),
+    );
+    return { counter, results };
+  };
+  const first = run(opts);
+  const fallback = untrusted(first.results, opts);
+  return { ...(fallback ? run({ ...opts, strategy: 'sleep' }) : first), fallback };
+}
+
 describe('the exhaustive split: the whole search’s traces, or the fallback (timed wait, state-dependent step)', () => {
   for (const { name, program } of programs) {
     it(name, () => {
@@ -50,18 +69,7 @@ describe('the exhaustive split: the whole search’s traces, or the fallback (ti
       const units = splitUnits(program);
       expect(units.length).toBeGreaterThanOrEqual(1);
       const opts: ExploreOptions = { stopOnFinding: false };
-      const run = (o: ExploreOptions) => {
-        const counter = new TraceCounter(program.threads.length);
-        const results = units.map((u) =>
-          exploreUnit(program, u, { ...o, observer: counter.observer, onExecution: (r) => counter.record(r) }),
-        );
-        return { counter, results };
-      };
-      // As exploreParallel does: optimal DPOR's units, or sleep sets when those are not trusted.
-      let units1 = run(opts);
-      const fallback = untrusted(units1.results, opts);
-      if (fallback) units1 = run({ ...opts, strategy: 'sleep' });
-      const { counter, results } = units1;
+      const { counter, results, fallback } = exploreUnitsCounted(program, units, opts);
       const split = concludeSplit(program, units, results, opts, 1, fallback);
       const same = [...counter.traces.keys()].sort().join('\n') === [...whole.counter.traces.keys()].sort().join('\n');
       expect(same, `${counter.traces.size} traces against ${whole.counter.traces.size} (${fallback})`).toBe(true);
@@ -199,20 +207,8 @@ describe('the split on generated programs (fast-check), against the brute force'
         if (!bf.complete) return;
         compared++;
         const units = splitUnits(program);
-        const opts: ExploreOptions = { stopOnFinding: false };
-        const run = (o: ExploreOptions) => {
-          const counter = new TraceCounter(program.threads.length);
-          const results = units.map((u) =>
-            exploreUnit(program, u, { ...o, observer: counter.observer, onExecution: (r) => counter.record(r) }),
-          );
-          return { counter, results };
-        };
-        let r = run(opts);
-        const fallback = untrusted(r.results, opts);
-        if (fallback) {
-          bySleep++;
-          r = run({ ...opts, strategy: 'sleep' });
-        }
+        const r = exploreUnitsCounted(program, units, { stopOnFinding: false });
+        if (r.fallback) bySleep++;
         const label = showProgram(ops);
         expect(
           [...bf.traces.keys()].filter((t) => !r.counter.traces.has(t)),
