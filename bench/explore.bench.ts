@@ -516,7 +516,7 @@ const verdictOf = (ok: boolean | null) => (ok === null ? 'not measured' : ok ? '
 }
 
 // `--workers`: the speed-up from two workers (bench/workers.ts); BENCH_WORKERS=0 skips it.
-const workersResult = process.env.BENCH_WORKERS === '0' ? null : await measureWorkers();
+const workersResult = process.env.BENCH_WORKERS === '0' ? null : await measureWorkers(QUICK);
 if (workersResult) {
   const [portfolio, split] = workersResult.runs as [WorkersRun, WorkersRun];
   const fig = (r: WorkersRun) =>
