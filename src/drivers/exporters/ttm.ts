@@ -30,6 +30,9 @@
  * ttm_bo_handle_move_mem), ttm_bo_vm.c (ttm_bo_vm_fault, ttm_bo_vm_reserve),
  * drivers/gpu/drm/drm_prime.c and amdgpu_dma_buf.c (the dma_buf_ops)
  */
+
+import { apiMisuse } from '../../checkers/api.ts';
+import { kasan_check } from '../../checkers/kasan.ts';
 import {
   type DmaBuf,
   type DmaBufAttachment,
@@ -55,6 +58,7 @@ import { EBUSY, EINVAL, isErr, type Result } from '../../kernel/errno.ts';
 import type { Shrinker } from '../../kernel/kernel.ts';
 import { lock_release } from '../../kernel/locking.ts';
 import {
+  installTranslation,
   unmap_mapping_range,
   VM_FAULT_RETRY,
   type Vma,
@@ -62,6 +66,7 @@ import {
   type VmOperations,
   vma_link,
   vmf_insert_pfn,
+  zapTranslation,
 } from '../../kernel/memory.ts';
 import {
   alloc_pages,
@@ -72,13 +77,40 @@ import {
   pfnRef,
   register_shrinker,
   releaseFrames,
+  type Translation,
   unregister_shrinker,
 } from '../../kernel/page-alloc.ts';
-import { type KGen, kfn, type Task } from '../../kernel/sched.ts';
+import { type Blocker, type KGen, KObject, kfn, type Task } from '../../kernel/sched.ts';
 import { defineExporter } from '../driver.ts';
 import { mapFrames, unmapFrames, vmapFrames, vunmapFrames } from './common.ts';
 
 /** `struct ttm_buffer_object`, the parts the model needs. Protected by resv. */
+/** A pipelined move: the copy engine's DMA mappings of both placements, and the move fence. */
+interface CopyJob {
+  readonly fence: DmaFence;
+  readonly src: readonly Translation[];
+  readonly dst: readonly Translation[];
+  /** The old placement, freed once the fence signalled (empty when already freed). */
+  readonly old: readonly Frame[];
+}
+
+/**
+ * The copy engine's ring: the move queues a job, the engine (op `copy`)
+ * waits until one is queued ([LT8] 4 with pipelining).
+ */
+class CopyQueue extends KObject implements Blocker {
+  readonly type = 'ttm_copy_queue';
+  readonly jobs: CopyJob[] = [];
+
+  ready(): boolean {
+    return this.jobs.length > 0;
+  }
+
+  override snapshot(): Record<string, unknown> {
+    return { jobs: this.jobs.length };
+  }
+}
+
 export class TtmBufferObject {
   pin_count = 0;
   /** Fence of the last move (KERNEL usage); faults and pins wait for it. */
@@ -86,6 +118,12 @@ export class TtmBufferObject {
   moves = 0;
   /** The BO's shrinker, while registered (option `shrinker`). */
   shrinker: Shrinker | null = null;
+  /** Option `async_move`: moves are pipelined, the copy engine (op `copy`) runs them. */
+  asyncMove = false;
+  /** Option `free_old_on_signal` (with `async_move`): false frees the old placement at once. */
+  freeOldOnSignal = true;
+  /** The copy engine's queue of pipelined moves (`async_move`). */
+  copyQueue: CopyQueue | null = null;
 
   constructor(
     readonly name: string,
@@ -167,6 +205,10 @@ const ttm_bo_handle_move_mem = kfn(
     yield* dma_resv_wait_timeout(t, buf.resv, DMA_RESV_USAGE_BOOKKEEP, false);
     const n = ++bo.moves;
     const frames = yield* alloc_pages(t, to, bo.frames.length, (i) => `${bo.name} (ttm, ${to.name}) page ${i}`);
+    if (bo.asyncMove) {
+      yield* ttm_bo_move_pipelined(t, buf, bo, to, frames, n);
+      return;
+    }
     // Publish the move as a KERNEL fence ([LT8] 4).
     dma_resv_reserve_fences(t, buf.resv, 1);
     const fence = dma_fence_init(
@@ -190,6 +232,77 @@ const ttm_bo_handle_move_mem = kfn(
     yield* free_pages(t, old);
   },
 );
+
+/**
+ * A pipelined move (`ttm_bo_move_accel_cleanup`): the copy is queued for the
+ * copy engine through its DMA mappings of both placements, the move fence is
+ * published (KERNEL usage) and the BO switches to the new placement at once;
+ * the old one is freed when the fence signals (a ghost object), so faults,
+ * pins and static importers wait for the fence ([LT7], [LT8] 4). Locking:
+ * resv held. With `free_old_on_signal: false` the old placement is freed at
+ * once, while the copy engine still reads it (the bug).
+ */
+function* ttm_bo_move_pipelined(
+  t: Task,
+  buf: DmaBuf,
+  bo: TtmBufferObject,
+  to: PagePool,
+  frames: Frame[],
+  n: number,
+): KGen {
+  dma_resv_reserve_fences(t, buf.resv, 1);
+  const fence = dma_fence_init(
+    t,
+    `${bo.name}:ttm-move#${n}`,
+    { driverName: 'ttm', timelineName: 'move' },
+    t.k.fenceContextAlloc(),
+    n,
+  );
+  yield* dma_resv_add_fence(t, buf.resv, fence, DMA_RESV_USAGE_KERNEL);
+  bo.moving = fence;
+  const queue = bo.copyQueue as CopyQueue;
+  const old = bo.frames;
+  const s = t.at('ttm_copy_job_queue', 'write', queue);
+  for (const f of old) s.touch(f, 'write');
+  for (const f of frames) s.touch(f, 'write');
+  yield s;
+  const engine = `${bo.name}:copy-engine`;
+  const src = old.map((f, i) => installTranslation(t, 'dma', engine, buf.name, i, pfnRef(f)));
+  const dst = frames.map((f, i) => installTranslation(t, 'dma', engine, buf.name, i, pfnRef(f)));
+  queue.jobs.push({ fence, src, dst, old: bo.freeOldOnSignal ? old : [] });
+  bo.frames = frames;
+  bo.placement = to;
+  if (!bo.freeOldOnSignal) yield* free_pages(t, old);
+}
+
+/**
+ * The copy engine runs the next pipelined move: waits until one is queued,
+ * copies through its DMA mappings (checked like any DMA), tears them down,
+ * signals the move fence, then frees the old placement (the ghost object's
+ * release). Signalling path: takes no lock ([L11]).
+ */
+const ttm_copy_job_run = kfn('ttm_copy_job_run', function* (t: Task, bo: TtmBufferObject): KGen {
+  const queue = bo.copyQueue;
+  if (!queue) {
+    apiMisuse(t, 'ttm_copy_job_run', `${bo.name} has no copy engine queue: its moves are not pipelined (async_move)`, [
+      'LT8',
+    ]);
+    return;
+  }
+  yield t.at('ttm_copy_job_run', 'write', queue, queue);
+  const job = queue.jobs.shift();
+  if (!job) return;
+  const s = t.at('amdgpu_copy_buffer', 'read', job.src[0]?.frame ?? queue);
+  // Writes: the copy's reads and writes, and the teardown of the engine's mappings of both.
+  for (const tr of job.src) s.touch(tr.frame, 'write');
+  for (const tr of job.dst) s.touch(tr.frame, 'write');
+  yield s;
+  for (const tr of job.src) kasan_check(t, tr, 'dma');
+  for (const tr of job.dst) kasan_check(t, tr, 'dma');
+  for (const tr of [...job.src, ...job.dst]) zapTranslation(tr);
+  yield* dma_fence_signal(t, job.fence);
+  if (job.old.length > 0) yield* free_pages(t, job.old);
+});
 
 /** What an exported BO's ops work on: the BO and the export options. */
 interface TtmState {
@@ -321,6 +434,18 @@ export const ttm = defineExporter({
       default: true,
       doc: 'begin_cpu_access for a CPU read reserves the BO and moves it to system memory (GTT) unless pinned; false: it does nothing',
     },
+    async_move: {
+      type: 'boolean',
+      default: false,
+      late: true,
+      doc: 'pipelined moves: the move queues the copy for the copy engine (op copy) and publishes the KERNEL fence; the old placement is freed when it signals',
+    },
+    free_old_on_signal: {
+      type: 'boolean',
+      default: true,
+      late: true,
+      doc: 'with async_move: free the old placement when the move fence signals; false frees it at once, while the copy engine still reads it',
+    },
     shrinker: {
       type: 'boolean',
       default: false,
@@ -330,6 +455,9 @@ export const ttm = defineExporter({
   },
   ops: {
     move: { doc: 'move the buffer to the other placement (ttm_bo_validate); -EBUSY while pinned' },
+    copy: {
+      doc: 'the copy engine (with async_move): waits for a queued move, copies, signals its fence, frees the old placement',
+    },
   },
   *export(t, env) {
     const vram = env.k.physmem.pools.get('vram');
@@ -338,6 +466,9 @@ export const ttm = defineExporter({
     const from = env.options.placement === 'system' ? system : vram;
     const frames = yield* alloc_pages(t, from, env.pages, (i) => `${env.name} (ttm, ${from.name}) page ${i}`);
     const bo = new TtmBufferObject(env.name, from, frames, { vram, system });
+    bo.asyncMove = env.options.async_move === true;
+    bo.freeOldOnSignal = env.options.free_old_on_signal !== false;
+    if (bo.asyncMove) bo.copyQueue = new CopyQueue(env.k, `${env.name}:copy-queue`);
     const vmapPin = env.options.vmap_pin !== false;
     const cpuAccessMigrate = env.options.cpu_access_migrate !== false;
     let buf: DmaBuf | null = null;
@@ -373,6 +504,7 @@ export const ttm = defineExporter({
       pool: from,
       ops: {
         move: (t: Task) => ttm_bo_validate(t, exported, bo),
+        copy: (t: Task) => ttm_copy_job_run(t, bo),
       },
     };
   },
