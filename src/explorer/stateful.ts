@@ -21,7 +21,7 @@
  * entry per state, and executions stopped at a visited state (counted as
  * executions: each ran from the start).
  */
-import { MAX_ACCESSES, type Step } from '../kernel/sched.ts';
+import type { Step } from '../kernel/sched.ts';
 import { HappensBefore } from './clocks.ts';
 import { NondeterminismError, preferred, stillAsleep } from './dfs.ts';
 import type { ChoiceSource, ExecState } from './execution.ts';
@@ -120,7 +120,6 @@ export class StateCachingDfs implements ChoiceSource {
   private readonly hb = new HappensBefore();
   private readonly events = new PrefixEvents();
   private readonly clocks: Int32Array[] = [];
-  private readonly acc = new Int32Array(MAX_ACCESSES);
   private canon: Canonicaliser | null = null;
   private readonly fp = new Uint32Array(2);
   readonly visited = new FingerprintTable();
@@ -224,14 +223,13 @@ export class StateCachingDfs implements ChoiceSource {
   private record(x: ExecState, d: number, c: number): void {
     const s: Step = (x.threads[c] as ExecState['threads'][number]).pending;
     if (s.refresh !== null) s.refresh(s);
-    const n = s.nacc;
-    for (let i = 0; i < n; i++) this.acc[i] = s.acc[i] as number;
     let vc = this.clocks[d];
     if (!vc || vc.length !== this.hb.threads) {
       vc = new Int32Array(this.hb.threads);
       this.clocks[d] = vc;
     }
-    const seq = this.hb.step(c, this.acc, n, s.global, vc);
+    // The live declaration: step() reads it and keeps nothing of it.
+    const seq = this.hb.step(c, s.acc, s.nacc, s.global, vc);
     this.events.set(d, c, seq, vc);
   }
 

@@ -122,8 +122,9 @@ export function splitUnits(program: Program, opts: { readonly maxSteps?: number 
 export const SMALL_FIRST = 2_000;
 
 /**
- * Why a split was dropped for the whole search: a timed wait, or a step whose
- * declaration depends on state (see {@link concludeSplit}).
+ * Why the units were explored with sleep sets instead of optimal DPOR: a
+ * timed wait, or a step whose declaration depends on state (see
+ * {@link concludeSplit}).
  */
 export type SplitFallback = 'timed' | 'state-dependent';
 
@@ -163,7 +164,7 @@ export interface ParallelResult {
   readonly split?: {
     readonly workers: number;
     readonly units: number;
-    /** `timed`: a unit met a timed wait, so the whole search ran as one (see {@link concludeSplit}). */
+    /** Set when the units used sleep sets, and why (see {@link concludeSplit}). */
     readonly fallback?: SplitFallback;
   };
 }
@@ -192,16 +193,6 @@ export function inProcessRunner(program: Program): UnitRunner {
     },
     workers: (count) => Math.min(1, count),
   };
-}
-
-/**
- * A unit's bound on executions: `maxExecutions` itself. A share (M / units)
- * would stop the biggest unit of a search the whole search finishes within
- * M, making the default split weaker than no split; so each unit may run M,
- * and the units together more. The same for any number of workers.
- */
-export function unitBudget(opts: ExploreOptions, _units: number): number {
-  return opts.maxExecutions ?? 1_000_000;
 }
 
 /**
@@ -250,7 +241,8 @@ export function untrusted(results: readonly (UnitResult | null)[], opts: Explore
  * runs here with {@link SMALL_FIRST} executions; if it decides (finishes,
  * finds a bug, or a limit stops it), that is the result, unsplit. Otherwise:
  * - exhaustive (`dfs`): the units of {@link splitUnits}, each bounded by
- *   of `maxExecutions`, combined by {@link concludeSplit};
+ *   `maxExecutions` on its own, explored by optimal DPOR or, where that is not
+ *   trusted, by sleep sets, and combined by {@link concludeSplit};
  * - randomised: the chunks after the first ones (already run here), combined
  *   with them by {@link combineChunks}: exactly the executions of the
  *   sequential search.
@@ -313,9 +305,11 @@ async function splitSearch(
   const seen = src as OptimalDporSource | null;
   let fallback: SplitFallback | null = seen?.sawTimed ? 'timed' : seen?.sawStateDep ? 'state-dependent' : null;
   const units = splitUnits(program, opts.maxSteps !== undefined ? { maxSteps: opts.maxSteps } : {});
-  const unitOpts: ExploreOptions = { ...opts, maxExecutions: unitBudget(opts, units.length) };
-  const bySleepSets: ExploreOptions = { ...unitOpts, strategy: 'sleep' };
-  let results = await runner.units(units, fallback ? bySleepSets : unitOpts);
+  // Each unit is bounded by maxExecutions itself: a share (M / units) would stop the
+  // biggest unit of a search the whole one finishes within M (the split weaker than
+  // none); so the units together may run more than M. The same for any N.
+  const bySleepSets: ExploreOptions = { ...opts, strategy: 'sleep' };
+  let results = await runner.units(units, fallback ? bySleepSets : opts);
   if (!fallback) {
     fallback = untrusted(results, opts);
     if (fallback) results = await runner.units(units, bySleepSets);

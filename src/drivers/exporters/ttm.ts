@@ -209,17 +209,7 @@ const ttm_bo_handle_move_mem = kfn(
       yield* ttm_bo_move_pipelined(t, buf, bo, to, frames, n);
       return;
     }
-    // Publish the move as a KERNEL fence ([LT8] 4).
-    dma_resv_reserve_fences(t, buf.resv, 1);
-    const fence = dma_fence_init(
-      t,
-      `${bo.name}:ttm-move#${n}`,
-      { driverName: 'ttm', timelineName: 'move' },
-      t.k.fenceContextAlloc(),
-      n,
-    );
-    yield* dma_resv_add_fence(t, buf.resv, fence, DMA_RESV_USAGE_KERNEL);
-    bo.moving = fence;
+    const fence = yield* ttm_bo_publish_move_fence(t, buf, bo, n);
     // ttm_bo_move_memcpy, then switch the backing and free the old frames.
     const copy = t.at('ttm_bo_move_memcpy', 'write', frames[0] ?? to);
     for (const f of bo.frames) copy.touch(f, 'read');
@@ -232,6 +222,24 @@ const ttm_bo_handle_move_mem = kfn(
     yield* free_pages(t, old);
   },
 );
+
+/**
+ * Publishes move number `n` as a KERNEL fence in the BO's resv, which faults,
+ * pins and static importers wait for ([LT8] 4). Locking: resv held.
+ */
+function* ttm_bo_publish_move_fence(t: Task, buf: DmaBuf, bo: TtmBufferObject, n: number): KGen<DmaFence> {
+  dma_resv_reserve_fences(t, buf.resv, 1);
+  const fence = dma_fence_init(
+    t,
+    `${bo.name}:ttm-move#${n}`,
+    { driverName: 'ttm', timelineName: 'move' },
+    t.k.fenceContextAlloc(),
+    n,
+  );
+  yield* dma_resv_add_fence(t, buf.resv, fence, DMA_RESV_USAGE_KERNEL);
+  bo.moving = fence;
+  return fence;
+}
 
 /**
  * A pipelined move (`ttm_bo_move_accel_cleanup`): the copy is queued for the
@@ -250,19 +258,10 @@ function* ttm_bo_move_pipelined(
   frames: Frame[],
   n: number,
 ): KGen {
-  dma_resv_reserve_fences(t, buf.resv, 1);
-  const fence = dma_fence_init(
-    t,
-    `${bo.name}:ttm-move#${n}`,
-    { driverName: 'ttm', timelineName: 'move' },
-    t.k.fenceContextAlloc(),
-    n,
-  );
-  yield* dma_resv_add_fence(t, buf.resv, fence, DMA_RESV_USAGE_KERNEL);
-  bo.moving = fence;
+  const fence = yield* ttm_bo_publish_move_fence(t, buf, bo, n);
   const queue = bo.copyQueue as CopyQueue;
   const old = bo.frames;
-  const s = t.at('ttm_copy_job_queue', 'write', queue);
+  const s = t.at('amdgpu_job_submit', 'write', queue);
   for (const f of old) s.touch(f, 'write');
   for (const f of frames) s.touch(f, 'write');
   yield s;
@@ -276,20 +275,22 @@ function* ttm_bo_move_pipelined(
 }
 
 /**
- * The copy engine runs the next pipelined move: waits until one is queued,
+ * The copy engine (the GPU scheduler's `amdgpu_job_run` of the copy job
+ * `amdgpu_copy_buffer` queued by `amdgpu_job_submit`) runs the next
+ * pipelined move: waits until one is queued,
  * copies through its DMA mappings (checked like any DMA), tears them down,
  * signals the move fence, then frees the old placement (the ghost object's
  * release). Signalling path: takes no lock ([L11]).
  */
-const ttm_copy_job_run = kfn('ttm_copy_job_run', function* (t: Task, bo: TtmBufferObject): KGen {
+const amdgpu_job_run = kfn('amdgpu_job_run', function* (t: Task, bo: TtmBufferObject): KGen {
   const queue = bo.copyQueue;
   if (!queue) {
-    apiMisuse(t, 'ttm_copy_job_run', `${bo.name} has no copy engine queue: its moves are not pipelined (async_move)`, [
+    apiMisuse(t, 'amdgpu_job_run', `${bo.name} has no copy engine queue: its moves are not pipelined (async_move)`, [
       'LT8',
     ]);
     return;
   }
-  yield t.at('ttm_copy_job_run', 'write', queue, queue);
+  yield t.at('amdgpu_job_run', 'write', queue, queue);
   const job = queue.jobs.shift();
   if (!job) return;
   const s = t.at('amdgpu_copy_buffer', 'read', job.src[0]?.frame ?? queue);
@@ -504,7 +505,7 @@ export const ttm = defineExporter({
       pool: from,
       ops: {
         move: (t: Task) => ttm_bo_validate(t, exported, bo),
-        copy: (t: Task) => ttm_copy_job_run(t, bo),
+        copy: (t: Task) => amdgpu_job_run(t, bo),
       },
     };
   },
