@@ -54,6 +54,18 @@ export interface VmFault {
   readonly page: number;
   /** `vmf->pgoff`: page offset within the file. */
   readonly pgoff: number;
+  /** `vmf->flags`: FAULT_FLAG_ALLOW_RETRY, FAULT_FLAG_TRIED … */
+  readonly flags: number;
+}
+
+/** The handler may drop mmap_lock and return VM_FAULT_RETRY (every user fault may). */
+export const FAULT_FLAG_ALLOW_RETRY = 1 << 2;
+/** This is a retry: the handler must not ask for another (it waits with mmap_lock held instead). */
+export const FAULT_FLAG_TRIED = 1 << 5;
+
+/** `fault_flag_allow_retry_first()`: retry allowed and not tried yet. */
+export function fault_flag_allow_retry_first(flags: number): boolean {
+  return (flags & FAULT_FLAG_ALLOW_RETRY) !== 0 && (flags & FAULT_FLAG_TRIED) === 0;
 }
 
 /**
@@ -327,6 +339,8 @@ export function* callFaultHandler(t: Task, vmf: VmFault, ops: VmOperations): KGe
  * Returns 0, or VM_FAULT_SIGBUS when the fault handler refused.
  */
 export const user_access = kfn('user_access', function* (t: Task, vma: Vma, page: number): KGen<number> {
+  // do_user_addr_fault(): the first attempt may be retried, the next ones are FAULT_FLAG_TRIED.
+  let flags = FAULT_FLAG_ALLOW_RETRY;
   for (;;) {
     yield tableStep(t.at('user_access', 'read', vma.slots[page] ?? vma), [vma], page, false);
     const pte = vma.ptes[page];
@@ -334,22 +348,26 @@ export const user_access = kfn('user_access', function* (t: Task, vma: Vma, page
       kasan_check(t, pte, 'cpu');
       return 0;
     }
-    const ret = yield* handle_mm_fault(t, vma, page);
+    const ret = yield* handle_mm_fault(t, vma, page, flags);
     if (ret & VM_FAULT_SIGBUS) return VM_FAULT_SIGBUS;
+    if (ret & VM_FAULT_RETRY) flags |= FAULT_FLAG_TRIED;
   }
 });
 
 /** `handle_mm_fault()` with the mmap_lock taken and dropped around it. */
-export const handle_mm_fault = kfn('handle_mm_fault', function* (t: Task, vma: Vma, page: number): KGen<number> {
-  const mmap = vma.mm.mmap_lock;
-  yield* lock_acquire(t, mmap, SHARED, 'mmap_read_lock');
-  const ops = vma.vm_ops;
-  if (!vma.live || !ops) {
-    // find_vma() found nothing: SIGSEGV.
-    yield* lock_release(t, mmap, 'mmap_read_unlock');
-    return VM_FAULT_SIGBUS;
-  }
-  const ret = yield* callFaultHandler(t, { vma, page, pgoff: vma.vm_pgoff + page }, ops);
-  if (!(ret & VM_FAULT_RETRY) && t.holds(mmap)) yield* lock_release(t, mmap, 'mmap_read_unlock');
-  return ret;
-});
+export const handle_mm_fault = kfn(
+  'handle_mm_fault',
+  function* (t: Task, vma: Vma, page: number, flags: number): KGen<number> {
+    const mmap = vma.mm.mmap_lock;
+    yield* lock_acquire(t, mmap, SHARED, 'mmap_read_lock');
+    const ops = vma.vm_ops;
+    if (!vma.live || !ops) {
+      // find_vma() found nothing: SIGSEGV.
+      yield* lock_release(t, mmap, 'mmap_read_unlock');
+      return VM_FAULT_SIGBUS;
+    }
+    const ret = yield* callFaultHandler(t, { vma, page, pgoff: vma.vm_pgoff + page, flags }, ops);
+    if (!(ret & VM_FAULT_RETRY) && t.holds(mmap)) yield* lock_release(t, mmap, 'mmap_read_unlock');
+    return ret;
+  },
+);

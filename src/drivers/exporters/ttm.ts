@@ -9,7 +9,10 @@
  * attachment, zap the CPU mappings of the buffer's address_space, wait for
  * BOOKKEEP fences, allocate the new placement, publish the move as a KERNEL
  * fence, copy, switch the backing, signal, free the old frames, unlock.
- * (The copy is synchronous: pipelined moves are not modelled yet.)
+ * With `async_move` the move is pipelined (ttm_bo_move_accel_cleanup): the
+ * copy is queued for the copy engine (op `copy`), which signals the fence and
+ * then frees the old placement; CPU faults that find it pending wait with
+ * mmap_lock dropped and return VM_FAULT_RETRY (ttm_bo_vm_fault_idle).
  *
  * CPU access through the kernel (amdgpu_dma_buf.c, [C6], [C7]):
  * - `vmap` (resv held) pins the BO, then maps its current placement
@@ -27,7 +30,8 @@
  *   `end_cpu_access`.
  *
  * Models: drivers/gpu/drm/ttm/ttm_bo.c (ttm_bo_validate,
- * ttm_bo_handle_move_mem), ttm_bo_vm.c (ttm_bo_vm_fault, ttm_bo_vm_reserve),
+ * ttm_bo_handle_move_mem), ttm_bo_vm.c (ttm_bo_vm_fault, ttm_bo_vm_reserve,
+ * ttm_bo_vm_fault_idle),
  * drivers/gpu/drm/drm_prime.c and amdgpu_dma_buf.c (the dma_buf_ops)
  */
 
@@ -39,9 +43,17 @@ import {
   dma_buf_check_alive,
   dma_buf_export,
   dma_buf_invalidate_mappings,
+  dma_buf_put,
+  get_dma_buf,
 } from '../../kernel/dma-buf.ts';
 import type { DmaBufOps, DmaDataDirection, IosysMap, PfnResult, SgTable } from '../../kernel/dma-buf-ops.ts';
-import { type DmaFence, dma_fence_init, dma_fence_signal, dma_fence_wait } from '../../kernel/dma-fence.ts';
+import {
+  type DmaFence,
+  dma_fence_init,
+  dma_fence_signal,
+  dma_fence_test_signaled_flag,
+  dma_fence_wait,
+} from '../../kernel/dma-fence.ts';
 import {
   DMA_RESV_USAGE_BOOKKEEP,
   DMA_RESV_USAGE_KERNEL,
@@ -50,6 +62,7 @@ import {
   dma_resv_lock,
   dma_resv_lock_interruptible,
   dma_resv_reserve_fences,
+  dma_resv_test_signaled,
   dma_resv_trylock,
   dma_resv_unlock,
   dma_resv_wait_timeout,
@@ -58,9 +71,12 @@ import { EBUSY, EINVAL, isErr, type Result } from '../../kernel/errno.ts';
 import type { Shrinker } from '../../kernel/kernel.ts';
 import { lock_release } from '../../kernel/locking.ts';
 import {
+  fault_flag_allow_retry_first,
   installTranslation,
   unmap_mapping_range,
+  VM_FAULT_NOPAGE,
   VM_FAULT_RETRY,
+  VM_FAULT_SIGBUS,
   type Vma,
   type VmFault,
   type VmOperations,
@@ -122,6 +138,10 @@ export class TtmBufferObject {
   asyncMove = false;
   /** Option `free_old_on_signal` (with `async_move`): false frees the old placement at once. */
   freeOldOnSignal = true;
+  /** Option `fault_retry_ref`: the fault holds a BO reference while it waits with mmap_lock dropped. */
+  faultRetryRef = true;
+  /** Released while a pipelined move was pending: the copy engine frees the memory after it. */
+  deferredFree = false;
   /** The copy engine's queue of pipelined moves (`async_move`). */
   copyQueue: CopyQueue | null = null;
 
@@ -138,27 +158,72 @@ export class TtmBufferObject {
 // first time it runs, in every execution.
 
 /**
- * Locking: mmap_lock held for read. Trylocks resv; if contended drops
- * mmap_lock, waits for resv and returns VM_FAULT_RETRY; else waits for the
- * move fence, inserts the PFN and unlocks resv before returning ([L14]).
+ * `ttm_bo_vm_fault()`. Locking: mmap_lock held for read.
+ *
+ * `ttm_bo_vm_reserve`: trylocks resv; if contended on the first attempt
+ * (fault_flag_allow_retry_first) it takes a BO reference, drops mmap_lock,
+ * waits for resv by locking and unlocking it, puts the reference and returns
+ * VM_FAULT_RETRY; on a retry it blocks
+ * on resv with mmap_lock held (mmap_lock → resv is the documented order,
+ * [C4]).
+ *
+ * `ttm_bo_vm_fault_idle`: a pipelined move still pending ([LT8] 4, the KERNEL
+ * fence unsignalled) is waited for with mmap_lock dropped on the first
+ * attempt — holding a reference on the BO (drm_gem_object_get), since once
+ * mmap_lock is gone a munmap may drop the VMA's file reference and with it
+ * the last one — then resv is unlocked and the fault returns VM_FAULT_RETRY;
+ * on a retry it waits with mmap_lock held. With synchronous moves the move
+ * fence is always signalled by the time the fault holds resv (the move
+ * signals it under resv), so only `async_move` BOs take that path.
+ *
+ * Then inserts the PFN and unlocks resv before returning ([L14]).
  */
 const ttm_bo_vm_fault = kfn(
   'ttm_bo_vm_fault',
   function* (t: Task, vmf: VmFault, bo: TtmBufferObject, buf: DmaBuf): KGen<number> {
     if (!(yield* dma_resv_trylock(t, buf.resv))) {
-      yield* lock_release(t, vmf.vma.mm.mmap_lock, 'mmap_read_unlock');
-      yield* dma_resv_lock(t, buf.resv, null);
-      yield* dma_resv_unlock(t, buf.resv);
-      return VM_FAULT_RETRY;
+      if (!fault_flag_allow_retry_first(vmf.flags)) {
+        if ((yield* dma_resv_lock_interruptible(t, buf.resv, null)) !== 0) return VM_FAULT_NOPAGE;
+      } else {
+        // With mmap_lock gone only the reference keeps the BO (and its resv) alive.
+        yield* get_dma_buf(t, buf); // drm_gem_object_get
+        yield* lock_release(t, vmf.vma.mm.mmap_lock, 'mmap_read_unlock');
+        yield* dma_resv_lock(t, buf.resv, null);
+        yield* dma_resv_unlock(t, buf.resv);
+        yield* dma_buf_put(t, buf); // drm_gem_object_put
+        return VM_FAULT_RETRY;
+      }
     }
-    if (bo.moving) yield* dma_fence_wait(t, bo.moving, true);
+    if (bo.asyncMove && !(yield* dma_resv_test_signaled(t, buf.resv, DMA_RESV_USAGE_KERNEL))) {
+      if (fault_flag_allow_retry_first(vmf.flags)) return yield* ttm_bo_vm_fault_idle_retry(t, vmf, bo, buf);
+      yield* dma_resv_wait_timeout(t, buf.resv, DMA_RESV_USAGE_KERNEL, true);
+    } else if (bo.moving) yield* dma_fence_wait(t, bo.moving, true);
     const f = bo.frames[vmf.pgoff];
-    let ret = 0x2;
+    let ret = VM_FAULT_SIGBUS;
     if (f) ret = yield* vmf_insert_pfn(t, vmf.vma, vmf.page, pfnRef(f));
     yield* dma_resv_unlock(t, buf.resv);
     return ret;
   },
 );
+
+/**
+ * The first attempt's wait for a pending move, with mmap_lock dropped.
+ * Locking: resv held (released here); mmap_lock held for read on entry,
+ * dropped. Option `fault_retry_ref: false` forgets the BO reference: a
+ * munmap racing the wait can then drop the last one and free the BO the
+ * handler still waits on and unlocks.
+ */
+function* ttm_bo_vm_fault_idle_retry(t: Task, vmf: VmFault, bo: TtmBufferObject, buf: DmaBuf): KGen<number> {
+  if (bo.faultRetryRef) yield* get_dma_buf(t, buf); // drm_gem_object_get
+  yield* lock_release(t, vmf.vma.mm.mmap_lock, 'mmap_read_unlock');
+  // bo->base.resv is dereferenced from here on: the BO must still be there.
+  if (!dma_buf_check_alive(t, buf, 'ttm_bo_vm_fault_idle')) return VM_FAULT_RETRY;
+  yield* dma_resv_wait_timeout(t, buf.resv, DMA_RESV_USAGE_KERNEL, true);
+  if (!dma_buf_check_alive(t, buf, 'ttm_bo_vm_fault_idle')) return VM_FAULT_RETRY;
+  yield* dma_resv_unlock(t, buf.resv);
+  if (bo.faultRetryRef) yield* dma_buf_put(t, buf); // drm_gem_object_put
+  return VM_FAULT_RETRY;
+}
 
 function ttmVmOps(bo: TtmBufferObject, buf: DmaBuf): VmOperations {
   return {
@@ -303,6 +368,13 @@ const amdgpu_job_run = kfn('amdgpu_job_run', function* (t: Task, bo: TtmBufferOb
   for (const tr of [...job.src, ...job.dst]) zapTranslation(tr);
   yield* dma_fence_signal(t, job.fence);
   if (job.old.length > 0) yield* free_pages(t, job.old);
+  // The BO was released while its move was queued: the delayed delete's free.
+  if (bo.deferredFree && job.fence === bo.moving) {
+    bo.deferredFree = false;
+    yield freeStep(t, 'ttm_bo_delayed_delete', bo.frames);
+    releaseFrames(t, bo.frames);
+    bo.frames = [];
+  }
 });
 
 /** What an exported BO's ops work on: the BO and the export options. */
@@ -347,7 +419,23 @@ const ttm_bo_shrink = kfn('ttm_bo_shrink', function* (t: Task, buf: DmaBuf, bo: 
   yield* dma_resv_unlock(t, buf.resv);
 });
 
+/**
+ * The BO's release with the dma-buf's (`ttm_bo_release`). A BO that is not
+ * idle is not freed at once (ttm_bo_delayed_delete frees it once its fences
+ * have signalled): with a pipelined move still pending, the copy engine
+ * frees the BO's memory right after signalling the move fence (see
+ * amdgpu_job_run), as the delayed delete would. The check runs in the final
+ * put's step, which is ordered against every other step.
+ */
 function* ttm_bo_release(t: Task, bo: TtmBufferObject): KGen {
+  if (bo.moving && !dma_fence_test_signaled_flag(bo.moving)) {
+    bo.deferredFree = true;
+    if (bo.shrinker) {
+      unregister_shrinker(t.k, bo.shrinker);
+      bo.shrinker = null;
+    }
+    return;
+  }
   // unregister_shrinker: the BO is gone.
   if (bo.shrinker) {
     unregister_shrinker(t.k, bo.shrinker);
@@ -447,6 +535,12 @@ export const ttm = defineExporter({
       late: true,
       doc: 'with async_move: free the old placement when the move fence signals; false frees it at once, while the copy engine still reads it',
     },
+    fault_retry_ref: {
+      type: 'boolean',
+      default: true,
+      late: true,
+      doc: 'with async_move: a CPU fault that finds the move pending takes a BO reference before it drops mmap_lock to wait (VM_FAULT_RETRY); false forgets it, so a racing munmap can free the BO under the wait',
+    },
     shrinker: {
       type: 'boolean',
       default: false,
@@ -469,6 +563,7 @@ export const ttm = defineExporter({
     const bo = new TtmBufferObject(env.name, from, frames, { vram, system });
     bo.asyncMove = env.options.async_move === true;
     bo.freeOldOnSignal = env.options.free_old_on_signal !== false;
+    bo.faultRetryRef = env.options.fault_retry_ref !== false;
     if (bo.asyncMove) bo.copyQueue = new CopyQueue(env.k, `${env.name}:copy-queue`);
     const vmapPin = env.options.vmap_pin !== false;
     const cpuAccessMigrate = env.options.cpu_access_migrate !== false;
