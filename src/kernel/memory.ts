@@ -19,13 +19,11 @@ import { EFAULT } from './errno.ts';
 import type { Kernel } from './kernel.ts';
 import { down_write, EXCLUSIVE, Lock, lock_acquire, lock_release, SHARED, up_write } from './locking.ts';
 import {
-  type Frame,
   folio_page,
   frameInfo,
   get_page,
   hexPfn,
   type PfnRef,
-  pfnRef,
   put_page,
   staleMapping,
   Translation,
@@ -218,8 +216,9 @@ export class Vma extends KObject implements TranslationTable {
 
 /**
  * Records a new translation of `ref` (inside a step that declared a write of
- * the table entry and of the frame). A PFN that no longer backs its buffer is a `stale-mapping` at
- * install ([I2]). A host translation of private MMIO — a CPU PTE, a DMA
+ * the table entry and of the frame). A PFN that no longer backs its buffer —
+ * freed or revoked since it was obtained, or a free page — is a
+ * `stale-mapping` at install ([I2]). A host translation of private MMIO — a CPU PTE, a DMA
  * mapping, or an SPTE that is not in a secure EPT (`secureEpt`) — is a
  * `private-mmio` finding: a device assigned to a confidential guest (TDISP)
  * exposes its BAR to that guest's secure EPT only ([K8]).
@@ -233,7 +232,10 @@ export function installTranslation(
   ref: PfnRef,
   secureEpt = false,
 ): Translation {
-  const tr = new Translation(kind, importer, buffer, page, ref.frame, ref.gen, origin(t));
+  // A PFN of a page already free (obtained after the free) belongs to the page's last life.
+  const f = ref.frame;
+  const gen = f.state === 'free' && ref.gen === f.gen && f.gen > 0 ? f.gen - 1 : ref.gen;
+  const tr = new Translation(kind, importer, buffer, page, f, gen, origin(t));
   if (tr.stale) staleMapping(t, tr, 'install');
   if (ref.frame.privateMmio && !(kind === 'spte' && secureEpt)) privateMmioMapped(t, tr);
   ref.frame.translations.push(tr);
@@ -327,11 +329,14 @@ export const zap_vma_ptes = kfn('zap_vma_ptes', function* (t: Task, vma: Vma): K
  * which raises the page's mapcount (`folio_add_file_rmap_ptes`) and keeps
  * the handler's reference on the folio until it is zapped. For a page of a
  * large folio the reference is on the folio (its head) and the mapcount on
- * the page itself. Simplification: the handler's `get_page()` is counted in
- * this step, and not at all when another fault installed the PTE first (the
- * kernel takes it and drops it again).
+ * the page itself. `ref` is the page as the driver recorded it: a page freed
+ * since is a `stale-mapping` at install, and gets no reference.
+ * Simplification: the handler's `get_page()` is counted in this step, and not
+ * at all when another fault installed the PTE first (the kernel takes it and
+ * drops it again).
  */
-export const finish_fault = kfn('finish_fault', function* (t: Task, vma: Vma, page: number, f: Frame): KGen<number> {
+export const finish_fault = kfn('finish_fault', function* (t: Task, vma: Vma, page: number, ref: PfnRef): KGen<number> {
+  const f = ref.frame;
   yield tableStep(
     t
       .at('finish_fault', 'write', vma.slots[page] ?? vma)
@@ -342,10 +347,9 @@ export const finish_fault = kfn('finish_fault', function* (t: Task, vma: Vma, pa
     true,
   );
   if (vma.ptes[page]) return 0;
-  const ref = pfnRef(f);
-  get_page(f);
   const tr = installTranslation(t, 'pte', vma.owner, vma.vm_file ?? '?', vma.vm_pgoff + page, ref);
-  if (f.state === 'allocated') {
+  if (!tr.stale && f.state === 'allocated') {
+    get_page(f);
     tr.refd = true;
     f.mapcount++;
   }

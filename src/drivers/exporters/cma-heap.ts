@@ -62,6 +62,7 @@ import {
   freeStep,
   fs_reclaim,
   might_alloc,
+  type PfnRef,
   pfnRef,
   put_page,
   takeContiguous,
@@ -75,8 +76,10 @@ const CMA_BASE_PFN = 0x180000;
 
 /** `struct cma_heap_buffer`: what the fault handler and the other ops use. */
 interface CmaHeapBuffer {
-  /** `buffer->pages`: one entry per page of the contiguous range. */
-  readonly pages: KasanArray<Frame>;
+  /** The contiguous range (`buffer->cma_pages`). */
+  readonly frames: readonly Frame[];
+  /** `buffer->pages`: one entry per page of the contiguous range (with its generation at allocation). */
+  readonly pages: KasanArray<PfnRef>;
   readonly pagecount: number;
   /** `buffer->lock`: vmap count, the attachment list. */
   readonly lock: Lock;
@@ -101,7 +104,7 @@ const cma_heap_vm_fault = kfn(
     const page = buffer.pages.at(t, pgoff);
     // Past the array: reported; what the kernel would map from there is not modelled.
     if (!page) return VM_FAULT_SIGBUS;
-    if (buffer.pfnmap) return yield* vmf_insert_pfn(t, vmf.vma, vmf.page, pfnRef(page));
+    if (buffer.pfnmap) return yield* vmf_insert_pfn(t, vmf.vma, vmf.page, page);
     // vmf->page = buffer->pages[pgoff]; get_page(vmf->page); return 0 — finish_fault maps it.
     return yield* finish_fault(t, vmf.vma, vmf.page, page);
   },
@@ -121,7 +124,7 @@ function* cma_heap_mmap(t: Task, buffer: CmaHeapBuffer, dmabuf: DmaBuf, vma: Vma
 function* cma_heap_vmap(t: Task, buffer: CmaHeapBuffer, dmabuf: DmaBuf): KGen<Result<IosysMap>> {
   dma_resv_assert_held(t, dmabuf.resv, 'cma_heap_vmap', ['L3', 'C6']);
   yield* mutex_lock(t, buffer.lock);
-  const map = yield* vmapFrames(t, 'cma_heap_do_vmap', dmabuf, buffer.pages.items);
+  const map = yield* vmapFrames(t, 'cma_heap_do_vmap', dmabuf, buffer.frames);
   yield* mutex_unlock(t, buffer.lock);
   return map;
 }
@@ -151,7 +154,7 @@ function* cma_heap_cpu_access(t: Task, buffer: CmaHeapBuffer): KGen<number> {
  * last reference goes, and the WARN says how many.
  */
 function* cma_heap_dma_buf_release(t: Task, buffer: CmaHeapBuffer): KGen {
-  const frames = buffer.pages.items;
+  const frames = buffer.frames;
   yield freeStep(t, 'cma_release', frames);
   let busy = 0;
   for (const f of frames) {
@@ -190,7 +193,8 @@ export const cmaHeap = defineExporter({
     yield t.at('cma_alloc', 'alloc', pool);
     const frames = takeContiguous(t, pool, env.pages, (i) => `${env.name} (cma-heap) page ${i}`);
     const buffer: CmaHeapBuffer = {
-      pages: new KasanArray(t, 'cma_heap_buffer->pages', env.name, frames),
+      frames,
+      pages: new KasanArray(t, 'cma_heap_buffer->pages', env.name, frames.map(pfnRef)),
       pagecount: env.pages,
       lock: new Lock(env.k, `${env.name}:cma_heap_buffer->lock`, 'cma_heap_buffer->lock', 'mutex'),
       pfnmap: env.options.mmap !== 'page',

@@ -95,7 +95,15 @@ import {
   vmf_insert_pfn,
   zapTranslation,
 } from '../../kernel/memory.ts';
-import { type Frame, folio_page, folioPages, freeStep, pfnRef, type Translation } from '../../kernel/page-alloc.ts';
+import {
+  type Frame,
+  folio_page,
+  folioPages,
+  freeStep,
+  type PfnRef,
+  pfnRef,
+  type Translation,
+} from '../../kernel/page-alloc.ts';
 import { type KGen, KObject, kfn, type Task } from '../../kernel/sched.ts';
 import { defineExporter, type OpArgs } from '../driver.ts';
 import { mapFrames, unmapFrames, vmapFrames, vunmapFrames } from './common.ts';
@@ -106,6 +114,8 @@ export class Udmabuf extends KObject {
   /** The misc device's mapping made by the first begin_cpu_access. */
   sg: Translation[] | null = null;
   syncs = 0;
+  /** What create recorded (pages, folios, offsets, pins); never changes afterwards. */
+  state: UdmabufState | null = null;
 
   constructor(k: Kernel, name: string) {
     super(k, name);
@@ -124,6 +134,12 @@ export interface UdmabufState {
   readonly folios: KasanArray<Frame>;
   /** `ubuf->offsets`: per page, its offset in its folio, in pages. */
   readonly offsets: readonly number[];
+  /**
+   * Per page, `folio_page(folio, offset)` — the PFN `folio_pfn + offset` —
+   * with the page's generation when create recorded it: the fault maps what
+   * create recorded, so a page freed since is a stale mapping.
+   */
+  readonly refs: readonly PfnRef[];
   /** `ubuf->pinned_folios`: what release unpins. */
   readonly pinned: readonly Frame[];
   readonly pagecount: number;
@@ -143,19 +159,19 @@ export interface UdmabufState {
 /**
  * `udmabuf_vm_fault`. Locking: mmap_lock held for read; takes nothing (the
  * pages never move). SIGBUS past the buffer (unless `fault_bound: none`);
- * then the PFN `folio_pfn(folios[pgoff]) + offsets[pgoff]`, or, with
- * `mmap: page`, the page itself with a reference.
+ * then the PFN `folio_pfn(folios[pgoff]) + offsets[pgoff]` (computed once,
+ * at create: `refs`), or, with `mmap: page`, the page itself with a
+ * reference.
  */
 const udmabuf_vm_fault = kfn('udmabuf_vm_fault', function* (t: Task, vmf: VmFault, u: UdmabufState): KGen<number> {
   const pgoff = vmf.pgoff;
   if (u.bounded && pgoff >= u.pagecount) return VM_FAULT_SIGBUS;
-  const entry = u.folios.at(t, pgoff);
   // Past the array: reported; what the kernel would map from there is not modelled.
-  if (!entry) return VM_FAULT_SIGBUS;
+  const ref = u.folios.at(t, pgoff) ? u.refs[pgoff] : undefined;
+  if (!ref) return VM_FAULT_SIGBUS;
   // vmf->page = ubuf->pages[pgoff]; get_page(vmf->page); return 0 — finish_fault maps it.
-  if (!u.pfnmap) return yield* finish_fault(t, vmf.vma, vmf.page, entry);
-  const page = folio_page(entry, u.offsets[pgoff] ?? 0);
-  return yield* vmf_insert_pfn(t, vmf.vma, vmf.page, pfnRef(page));
+  if (!u.pfnmap) return yield* finish_fault(t, vmf.vma, vmf.page, ref);
+  return yield* vmf_insert_pfn(t, vmf.vma, vmf.page, ref);
 });
 
 /**
@@ -371,6 +387,7 @@ export const udmabuf = defineExporter({
           )
         : new KasanArray(t, 'udmabuf->pages', env.name, frames),
       offsets: pinned.pages.map((p) => p.offset),
+      refs: frames.map(pfnRef),
       pinned: pinned.pinned,
       pagecount: env.pages,
       ubuf,
@@ -378,6 +395,7 @@ export const udmabuf = defineExporter({
       pfnmap,
       bounded: env.options.fault_bound !== 'none',
     };
+    ubuf.state = u;
     const fault = (t: Task, vmf: VmFault) => udmabuf_vm_fault(t, vmf, u);
 
     const ops: DmaBufOps = {
