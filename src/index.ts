@@ -8,7 +8,7 @@ export type { CheckOptions, CheckResult, CheckStats, ReportedFinding } from './c
 export { checkScenario, meets } from './check.ts';
 export type { FindingCode } from './checkers/finding.ts';
 export { FINDING_CODES, type Finding, type Origin } from './checkers/finding.ts';
-export { kasan_check } from './checkers/kasan.ts';
+export { KasanArray, kasan_check } from './checkers/kasan.ts';
 // Writing drivers (exporters and importers as TypeScript modules).
 export {
   type ArgSpec,
@@ -46,6 +46,7 @@ export * from './kernel/dma-resv.ts';
 export * from './kernel/errno.ts';
 export { Kernel, type KernelConfig } from './kernel/kernel.ts';
 export * from './kernel/locking.ts';
+export * from './kernel/memfd.ts';
 export * from './kernel/memory.ts';
 export * from './kernel/page-alloc.ts';
 export { type AccessKind, type KGen, KObject, kfn, SharedObject, type Step, Task } from './kernel/sched.ts';

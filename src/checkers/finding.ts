@@ -20,6 +20,7 @@ export const FINDING_CODES = [
   'refcount',
   'api-misuse',
   'private-mmio',
+  'out-of-bounds',
 ] as const;
 
 export type FindingCode = (typeof FINDING_CODES)[number];
@@ -102,6 +103,28 @@ export interface PrivateMmioFinding extends FindingBase {
   readonly code: 'private-mmio';
   readonly translation: TranslationInfo;
   readonly frame: FrameInfo;
+}
+
+/**
+ * KASAN's slab-out-of-bounds: a kernel read or write of an array element past
+ * its end — a fault handler indexing its pages array with a page offset it
+ * did not bound ([C1]: after mremap grew the VMA, the offset can pass the
+ * buffer).
+ */
+export interface OutOfBoundsFinding extends FindingBase {
+  readonly code: 'out-of-bounds';
+  readonly access: {
+    readonly how: 'read' | 'write';
+    /** The array, as the field that points to it ("cma_heap_buffer->pages"). */
+    readonly object: string;
+    /** Whose array it is (the buffer). */
+    readonly owner: string;
+    readonly index: number;
+    /** Its number of entries. */
+    readonly size: number;
+  };
+  /** Where the array was allocated. */
+  readonly allocated: Origin | null;
 }
 
 export interface AccessAfterRevokeFinding extends FindingBase {
@@ -210,7 +233,8 @@ export type Finding =
   | LeakFinding
   | RefcountFinding
   | ApiMisuseFinding
-  | PrivateMmioFinding;
+  | PrivateMmioFinding
+  | OutOfBoundsFinding;
 
 /** The code-specific part of a finding; the kernel fills in where and when. */
 export type FindingDetail<F extends Finding = Finding> = F extends Finding

@@ -9,6 +9,49 @@
 import { frameInfo, hexPfn, type Translation, translationInfo } from '../kernel/page-alloc.ts';
 import type { Task } from '../kernel/sched.ts';
 import { apiMisuse } from './api.ts';
+import type { Origin } from './finding.ts';
+import { origin } from './lockdep.ts';
+
+/**
+ * A kmalloc'ed array KASAN knows the bounds of (its redzone): a driver's
+ * `pages` / `folios` array, which never changes size after allocation.
+ */
+export class KasanArray<T> {
+  readonly allocated: Origin;
+
+  constructor(
+    t: Task,
+    /** What reports call it: the field ("cma_heap_buffer->pages"). */
+    readonly name: string,
+    /** Whose it is (the buffer's name). */
+    readonly owner: string,
+    readonly items: readonly T[],
+  ) {
+    this.allocated = origin(t);
+  }
+
+  get length(): number {
+    return this.items.length;
+  }
+
+  /**
+   * `array[index]`, checked: past the end is an `out-of-bounds` finding
+   * (KASAN slab-out-of-bounds, in the innermost kernel function running) and
+   * gives undefined — what lies past the end of the kmalloc'ed array is not
+   * modelled ([C1]). The array never changes, so the read needs no step.
+   */
+  at(t: Task, index: number, how: 'read' | 'write' = 'read'): T | undefined {
+    if (index >= 0 && index < this.items.length) return this.items[index];
+    t.k.report(t, {
+      code: 'out-of-bounds',
+      access: { how, object: this.name, owner: this.owner, index, size: this.items.length },
+      allocated: this.allocated,
+      rules: ['C1'],
+      message: `BUG: KASAN: slab-out-of-bounds in ${t.fn}: ${how} of ${this.name}[${index}] of ${this.owner}, an array of ${this.items.length}`,
+    });
+    return undefined;
+  }
+}
 
 export type AccessHow = 'guest' | 'cpu' | 'dma';
 

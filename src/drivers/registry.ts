@@ -1,5 +1,6 @@
 /** The built-in exporters and importers, by the name a scenario uses. */
 import type { ExporterDef, ImporterDef } from './driver.ts';
+import { cmaHeap } from './exporters/cma-heap.ts';
 import { systemHeap } from './exporters/system-heap.ts';
 import { ttm } from './exporters/ttm.ts';
 import { udmabuf } from './exporters/udmabuf.ts';
@@ -13,7 +14,7 @@ import { kvm } from './importers/kvm.ts';
 import { rogueMmap } from './importers/rogue-mmap.ts';
 
 export const BUILTIN_EXPORTERS: ReadonlyMap<string, ExporterDef> = new Map(
-  [systemHeap, ttm, vfioPci, udmabuf].map((d) => [d.name, d]),
+  [systemHeap, ttm, vfioPci, udmabuf, cmaHeap].map((d) => [d.name, d]),
 );
 
 export const BUILTIN_IMPORTERS: ReadonlyMap<string, ImporterDef> = new Map(

@@ -15,14 +15,34 @@
  */
 import { kasan_check } from '../checkers/kasan.ts';
 import { heldInfo, LOCK_CLASS, origin } from '../checkers/lockdep.ts';
+import { EFAULT } from './errno.ts';
 import type { Kernel } from './kernel.ts';
-import { EXCLUSIVE, Lock, lock_acquire, lock_release, SHARED } from './locking.ts';
-import { frameInfo, hexPfn, type PfnRef, staleMapping, Translation, translationInfo } from './page-alloc.ts';
+import { down_write, EXCLUSIVE, Lock, lock_acquire, lock_release, SHARED, up_write } from './locking.ts';
+import {
+  folio_page,
+  frameInfo,
+  get_page,
+  hexPfn,
+  type PfnRef,
+  put_page,
+  staleMapping,
+  Translation,
+  translationInfo,
+} from './page-alloc.ts';
 import { type KGen, KObject, kfn, SharedObject, type Step, type Task } from './sched.ts';
 
 export const VM_FAULT_SIGBUS = 0x0002;
 export const VM_FAULT_NOPAGE = 0x0100;
 export const VM_FAULT_RETRY = 0x0400;
+
+/** `vma->vm_flags` bits the model reads (include/linux/mm.h values). */
+export const VM_SHARED = 0x0000_0008;
+export const VM_PFNMAP = 0x0000_0400;
+export const VM_IO = 0x0000_4000;
+export const VM_DONTEXPAND = 0x0004_0000;
+export const VM_DONTDUMP = 0x0400_0000;
+/** What `remap_pfn_range()` sets, and what PFN-mapping exporters set in their mmap. */
+export const VM_PFNMAP_FLAGS = VM_IO | VM_PFNMAP | VM_DONTEXPAND | VM_DONTDUMP;
 
 /** `struct mm_struct`: one per process (or per VM for KVM's userspace). */
 export class MmStruct extends KObject {
@@ -116,11 +136,29 @@ function refreshTables(s: Step): void {
       const slot = tb.slots[d.page];
       if (slot) s.touch(slot, mode);
       const e = tb.entries[d.page];
-      if (e) s.touch(e.frame, mode);
+      if (e) touchEntry(s, e, d.write);
     } else {
       for (const slot of tb.slots) s.touch(slot, mode);
-      for (const e of tb.entries) if (e) s.touch(e.frame, mode);
+      for (const e of tb.entries) if (e) touchEntry(s, e, d.write);
     }
+  }
+}
+
+/**
+ * The frame an entry maps. Zapping a struct-page PTE drops a reference on its
+ * folio and may free it: every page of the folio and its pool's free list are
+ * written too.
+ */
+function touchEntry(s: Step, e: Translation, write: boolean): void {
+  const f = e.frame;
+  s.touch(f, write ? 'write' : 'read');
+  if (!write || !e.refd) return;
+  s.touch(f.pool, 'write');
+  const head = f.head;
+  const n = 1 << head.order;
+  for (let i = 0; i < n; i++) {
+    const p = folio_page(head, i);
+    if (p !== f) s.touch(p, 'write');
   }
 }
 
@@ -136,10 +174,16 @@ export function tableStep(s: Step, tables: readonly TranslationTable[], page: nu
   return s;
 }
 
-/** `struct vm_area_struct`; its PTE table is a shared object. */
+/**
+ * `struct vm_area_struct`; its PTE table is a shared object. Its size
+ * (`vm_end - vm_start`, in pages) changes only under mmap_lock held for write
+ * ({@link mremap}); a PTE slot is made for every page it ever covered.
+ */
 export class Vma extends KObject implements TranslationTable {
   readonly type = 'vm_area_struct';
   vm_pgoff = 0;
+  /** `vm_flags`: VM_SHARED from the mapping, VM_PFNMAP / VM_DONTEXPAND … from the exporter's mmap. */
+  vm_flags = 0;
   vm_ops: VmOperations | null = null;
   /** The address_space this VMA is linked into (of `vm_file`), if any. */
   mapping: AddressSpace | null = null;
@@ -155,14 +199,18 @@ export class Vma extends KObject implements TranslationTable {
     readonly mm: MmStruct,
     /** Who owns the mapping (the importer, for reports). */
     readonly owner: string,
-    readonly pages: number,
+    /** Size in pages (`vma_pages()`); changed only by {@link mremap}. */
+    public pages: number,
   ) {
     super(k, `${owner}:vma`);
     this.ptes = new Array<Translation | null>(pages).fill(null);
     this.slots = tableSlots(k, `${owner}:pte`, pages);
+    this.mappedPages = pages;
   }
 
-  readonly slots: readonly KObject[];
+  readonly slots: KObject[];
+  /** The size it was mapped with (snapshots show the size only once mremap changed it). */
+  private readonly mappedPages: number;
 
   get entries(): (Translation | null)[] {
     return this.ptes;
@@ -172,6 +220,7 @@ export class Vma extends KObject implements TranslationTable {
     return {
       live: this.live,
       file: this.vm_file,
+      ...(this.pages !== this.mappedPages ? { pages: this.pages } : {}),
       ptes: this.ptes.map((p) => (p ? { pfn: hexPfn(p.frame.pfn), stale: p.stale } : null)),
     };
   }
@@ -179,8 +228,9 @@ export class Vma extends KObject implements TranslationTable {
 
 /**
  * Records a new translation of `ref` (inside a step that declared a write of
- * the table entry and of the frame). A PFN that no longer backs its buffer is a `stale-mapping` at
- * install ([I2]). A host translation of private MMIO — a CPU PTE, a DMA
+ * the table entry and of the frame). A PFN that no longer backs its buffer —
+ * freed or revoked since it was obtained, or a free page — is a
+ * `stale-mapping` at install ([I2]). A host translation of private MMIO — a CPU PTE, a DMA
  * mapping, or an SPTE that is not in a secure EPT (`secureEpt`) — is a
  * `private-mmio` finding: a device assigned to a confidential guest (TDISP)
  * exposes its BAR to that guest's secure EPT only ([K8]).
@@ -194,7 +244,10 @@ export function installTranslation(
   ref: PfnRef,
   secureEpt = false,
 ): Translation {
-  const tr = new Translation(kind, importer, buffer, page, ref.frame, ref.gen, origin(t));
+  // A PFN of a page already free (obtained after the free) belongs to the page's last life.
+  const f = ref.frame;
+  const gen = f.state === 'free' && ref.gen === f.gen && f.gen > 0 ? f.gen - 1 : ref.gen;
+  const tr = new Translation(kind, importer, buffer, page, f, gen, origin(t));
   if (tr.stale) staleMapping(t, tr, 'install');
   if (ref.frame.privateMmio && !(kind === 'spte' && secureEpt)) privateMmioMapped(t, tr);
   ref.frame.translations.push(tr);
@@ -255,23 +308,97 @@ export const vmf_insert_pfn = kfn(
   },
 );
 
-function zapVma(vma: Vma): number {
-  let n = 0;
-  for (let i = 0; i < vma.ptes.length; i++) {
-    const tr = vma.ptes[i];
-    if (tr) {
-      zapTranslation(tr);
-      vma.ptes[i] = null;
-      n++;
-    }
+/**
+ * Removes the PTE of page `i` (inside a step that declared a write of it and
+ * its frame): a struct-page PTE also drops its mapcount and its reference on
+ * the folio (`zap_present_ptes` → `folio_remove_rmap_ptes`, `folio_put`), which
+ * frees the folio when it was the last; a PFN PTE touches no struct page.
+ */
+function zapPte(t: Task, vma: Vma, i: number): void {
+  const tr = vma.ptes[i];
+  if (!tr) return;
+  zapTranslation(tr);
+  vma.ptes[i] = null;
+  if (tr.refd) {
+    if (tr.frame.mapcount > 0) tr.frame.mapcount--;
+    put_page(t, tr.frame, 'zap_pte_range');
   }
-  return n;
+}
+
+function zapVma(t: Task, vma: Vma, from = 0): void {
+  for (let i = from; i < vma.ptes.length; i++) zapPte(t, vma, i);
 }
 
 /** `zap_vma_ptes()`: removes every PTE of the VMA. */
 export const zap_vma_ptes = kfn('zap_vma_ptes', function* (t: Task, vma: Vma): KGen {
   yield tableStep(t.at('zap_vma_ptes', 'write', vma), [vma], -1, true);
-  zapVma(vma);
+  zapVma(t, vma);
+});
+
+/**
+ * `finish_fault()` for a fault handler that returned a page (`vmf->page`,
+ * with the reference its `get_page()` took): installs a struct-page PTE,
+ * which raises the page's mapcount (`folio_add_file_rmap_ptes`) and keeps
+ * the handler's reference on the folio until it is zapped. For a page of a
+ * large folio the reference is on the folio (its head) and the mapcount on
+ * the page itself. `ref` is the page as the driver recorded it: a page freed
+ * since is a `stale-mapping` at install, and gets no reference.
+ * Simplification: the handler's `get_page()` is counted in this step, and not
+ * at all when another fault installed the PTE first (the kernel takes it and
+ * drops it again).
+ */
+export const finish_fault = kfn('finish_fault', function* (t: Task, vma: Vma, page: number, ref: PfnRef): KGen<number> {
+  const f = ref.frame;
+  yield tableStep(
+    t
+      .at('finish_fault', 'write', vma.slots[page] ?? vma)
+      .touch(f, 'write')
+      .touch(f.head, 'write'),
+    [vma],
+    page,
+    true,
+  );
+  if (vma.ptes[page]) return 0;
+  const tr = installTranslation(t, 'pte', vma.owner, vma.vm_file ?? '?', vma.vm_pgoff + page, ref);
+  if (!tr.stale && f.state === 'allocated') {
+    get_page(f);
+    tr.refd = true;
+    f.mapcount++;
+  }
+  vma.ptes[page] = tr;
+  return 0;
+});
+
+/**
+ * `mremap(addr, old_len, new_len, 0)` of the whole VMA, in place (mm/mremap.c).
+ * Locking: takes mmap_lock for write. Growing a VMA with VM_DONTEXPAND or
+ * VM_PFNMAP is refused with -EFAULT (`vma_to_resize` / `check_prep_vma`);
+ * shrinking unmaps the tail (its PTEs zapped); growing adds pages without
+ * PTEs, whose faults reach `vm_ops->fault` with `pgoff = vm_pgoff + page` —
+ * past the end of the buffer, since nothing re-checks the size `dma_buf_mmap`
+ * checked ([C1]): the fault handler must bound pgoff itself. Returns 0 or
+ * -errno (-EFAULT also for a VMA no longer mapped).
+ */
+export const mremap = kfn('mremap', function* (t: Task, vma: Vma, pages: number): KGen<number> {
+  yield* down_write(t, vma.mm.mmap_lock);
+  let r = 0;
+  if (!vma.live || pages < 1) r = -EFAULT;
+  else if (pages > vma.pages && (vma.vm_flags & (VM_DONTEXPAND | VM_PFNMAP)) !== 0) r = -EFAULT;
+  else if (pages !== vma.pages) yield* vma_resize(t, vma, pages);
+  yield* up_write(t, vma.mm.mmap_lock);
+  return r;
+});
+
+/** The resize itself (`vma_expand` / `do_vmi_align_munmap` of the tail): one step writing the VMA and every PTE slot. */
+const vma_resize = kfn('vma_resize', function* (t: Task, vma: Vma, pages: number): KGen {
+  const fn = pages > vma.pages ? 'vma_expand' : 'do_vmi_align_munmap';
+  yield tableStep(t.at(fn, 'write', vma), [vma], -1, true);
+  if (pages < vma.pages) zapVma(t, vma, pages);
+  for (let i = vma.slots.length; i < pages; i++) {
+    vma.slots.push(new SharedObject(t.k, `${vma.owner}:pte[${i}]`, 'translation_slot'));
+    vma.ptes.push(null);
+  }
+  vma.pages = pages;
 });
 
 /**
@@ -285,7 +412,7 @@ export const unmap_mapping_range = kfn('unmap_mapping_range', function* (t: Task
   const s = t.at('unmap_mapping_range', 'write', mapping);
   for (const vma of mapping.i_mmap) s.touch(vma, 'write');
   yield tableStep(s, mapping.i_mmap, -1, true);
-  for (const vma of mapping.i_mmap) zapVma(vma);
+  for (const vma of mapping.i_mmap) zapVma(t, vma);
   yield* lock_release(t, mapping.i_mmap_rwsem, 'i_mmap_unlock_read');
 });
 
@@ -336,13 +463,16 @@ export function* callFaultHandler(t: Task, vmf: VmFault, ops: VmOperations): KGe
 /**
  * A user-space load/store at `page` of `vma`: through the PTE when present,
  * else a page fault (mmap_lock for read, `vm_ops->fault`) and another try.
- * Returns 0, or VM_FAULT_SIGBUS when the fault handler refused.
+ * Returns 0, or VM_FAULT_SIGBUS when the fault handler refused (or the
+ * address is past the end of the VMA: a SIGSEGV, the same for the model).
  */
 export const user_access = kfn('user_access', function* (t: Task, vma: Vma, page: number): KGen<number> {
   // do_user_addr_fault(): the first attempt may be retried, the next ones are FAULT_FLAG_TRIED.
   let flags = FAULT_FLAG_ALLOW_RETRY;
   for (;;) {
     yield tableStep(t.at('user_access', 'read', vma.slots[page] ?? vma), [vma], page, false);
+    // Past vm_end there is no VMA (mremap, which changes the size, writes every slot and the VMA).
+    if (page >= vma.pages) return VM_FAULT_SIGBUS;
     const pte = vma.ptes[page];
     if (pte) {
       kasan_check(t, pte, 'cpu');
@@ -361,7 +491,7 @@ export const handle_mm_fault = kfn(
     const mmap = vma.mm.mmap_lock;
     yield* lock_acquire(t, mmap, SHARED, 'mmap_read_lock');
     const ops = vma.vm_ops;
-    if (!vma.live || !ops) {
+    if (!vma.live || !ops || page >= vma.pages) {
       // find_vma() found nothing: SIGSEGV.
       yield* lock_release(t, mmap, 'mmap_read_unlock');
       return VM_FAULT_SIGBUS;

@@ -50,6 +50,22 @@ export class Frame extends KObject {
    * (TDISP): only the guest's secure EPT may map it ([K8]; memory.ts).
    */
   privateMmio = false;
+  /**
+   * `page->_refcount`, kept on the head of a folio (RAM only): 1 for the
+   * allocation, plus one per reference (`get_page`, a page-cache entry, a
+   * `FOLL_PIN` pin, a struct-page PTE). Only the paths that model references
+   * use it ({@link put_page}: the folio is freed when it drops to 0); the
+   * exporters that free their pages outright ignore it.
+   */
+  refcount = 0;
+  /** `page->_mapcount + 1`, per page (a tail page of a folio has its own): struct-page PTEs mapping it. */
+  mapcount = 0;
+  /** `FOLL_PIN` pins, on the head (also counted in {@link refcount}). */
+  pincount = 0;
+  /** The head of the folio this page belongs to (itself for an order-0 page or a head). */
+  head: Frame = this;
+  /** The folio's order, on the head (0: one page). */
+  order = 0;
 
   constructor(
     k: Kernel,
@@ -80,6 +96,13 @@ export class Frame extends KObject {
 export class Translation {
   /** live: in use; invalidated: the importer promised not to use it; gone: torn down. */
   state: 'live' | 'invalidated' | 'gone' = 'live';
+  /**
+   * A struct-page PTE (`finish_fault` of a `vmf->page`, `vm_insert_page`):
+   * it holds a reference on the folio and a mapcount on the page, dropped
+   * when it is zapped. PFN mappings (VM_PFNMAP, `vmf_insert_pfn`) and DMA
+   * mappings hold none.
+   */
+  refd = false;
 
   constructor(
     readonly kind: 'spte' | 'pte' | 'dma',
@@ -223,6 +246,31 @@ export function takeFrames(t: Task, pool: PagePool, n: number, owner: (i: number
     let f = pool.freeList.pop();
     if (!f) f = pool.frameAt(pool.frames.length);
     f.state = 'allocated';
+    f.refcount = 1;
+    f.lives[f.gen] = { gen: f.gen, owner: owner(i), allocated: origin(t), freed: null };
+    out.push(f);
+  }
+  return out;
+}
+
+/**
+ * Takes `n` physically contiguous frames from `pool` (a CMA range, or the
+ * pages of huge folios) without a step: fresh frames past the last one the
+ * pool ever handed out, so they are contiguous whatever was freed before.
+ * With `order` > 0 they form folios of `2^order` pages: the head carries the
+ * folio's refcount (1) and order, the tail pages point at it.
+ */
+export function takeContiguous(t: Task, pool: PagePool, n: number, owner: (i: number) => string, order = 0): Frame[] {
+  const out: Frame[] = [];
+  const base = pool.frames.length;
+  const span = 1 << order;
+  for (let i = 0; i < n; i++) {
+    const f = pool.frameAt(base + i);
+    const head = pool.frameAt(base + i - (i % span));
+    f.state = 'allocated';
+    f.head = head;
+    f.order = f === head ? order : 0;
+    f.refcount = f === head ? 1 : 0;
     f.lives[f.gen] = { gen: f.gen, owner: owner(i), allocated: origin(t), freed: null };
     out.push(f);
   }
@@ -315,8 +363,61 @@ export function releaseFrames(t: Task, frames: readonly Frame[]): void {
     if (life) life.freed = origin(t);
     f.gen++;
     f.state = 'free';
+    f.refcount = 0;
+    f.mapcount = 0;
+    f.pincount = 0;
+    f.head = f;
+    f.order = 0;
     f.pool.freeList.push(f);
   }
+}
+
+/** `folio_page(folio, n)`: the n-th page of the folio `head` heads (`folio_pfn(folio) + n`). */
+export function folio_page(head: Frame, n: number): Frame {
+  return head.pool.frameAt(head.pfn + n - head.pool.basePfn);
+}
+
+/** The pages of the folio `head` heads (the frames that follow it in its pool). */
+export function folioPages(head: Frame): Frame[] {
+  const n = 1 << head.order;
+  const i = head.pfn - head.pool.basePfn;
+  const out: Frame[] = [];
+  for (let j = 0; j < n; j++) out.push(head.pool.frameAt(i + j));
+  return out;
+}
+
+/**
+ * `get_page()` / `folio_get()`: one more reference on the page's folio
+ * (inside a step that declared a write of the page). A reference taken on a
+ * page already freed is not counted: whoever uses it is reported by KASAN or
+ * the stale-mapping check.
+ */
+export function get_page(f: Frame): void {
+  if (f.state === 'allocated') f.head.refcount++;
+}
+
+/**
+ * `put_page()` / `folio_put()`: drops a reference on the page's folio; the
+ * last one frees every page of the folio (inside a step that declared a
+ * write of the pages and of their pool's free list, e.g. {@link freeStep}).
+ * A put with no reference left is a `refcount` underflow ([I2]).
+ */
+export function put_page(t: Task, f: Frame, call = 'put_page'): void {
+  const head = f.head;
+  if (head.state !== 'allocated') return;
+  if (head.refcount <= 0) {
+    t.k.report(t, {
+      code: 'refcount',
+      what: 'underflow',
+      object: `pfn ${hexPfn(head.pfn)} (${head.owner})`,
+      released: head.lives[head.gen]?.freed ?? null,
+      rules: ['I2'],
+      message: `${call}: the refcount of pfn ${hexPfn(head.pfn)} (${head.owner}) is already 0`,
+    });
+    return;
+  }
+  head.refcount--;
+  if (head.refcount === 0) releaseFrames(t, folioPages(head));
 }
 
 /** Declares a step that frees `frames` (writes each and their pools' free lists). */

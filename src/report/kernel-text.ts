@@ -225,6 +225,18 @@ export function findingBody(f: Finding): string[] {
         '',
         ...backtrace(f.stack),
       ];
+    case 'out-of-bounds': {
+      const past = f.access.index - f.access.size;
+      return [
+        `BUG: KASAN: slab-out-of-bounds in ${f.fn}`,
+        `${f.access.how === 'read' ? 'Read' : 'Write'} of ${f.access.object}[${f.access.index}] (${f.access.owner}) by thread ${f.thread}${opOf(f)} at step ${f.step}`,
+        '',
+        ...backtrace(f.stack),
+        '',
+        ...originLines('Allocated by', f.allocated),
+        `The buggy address is located ${past >= 0 ? `${past} entr${past === 1 ? 'y' : 'ies'} to the right of` : 'outside'} the ${f.access.size}-entry region ${f.access.object} of ${f.access.owner}`,
+      ];
+    }
     case 'api-misuse':
       return [
         `WARNING: CPU: 0 PID: ${f.thread} at ${f.call}`,

@@ -546,13 +546,17 @@ describe('exporter udmabuf', () => {
     );
   });
 
-  it('export: memfd pages from the system pool; a static exporter (no pin/unpin) with no ops of its own', () => {
+  it('export: memfd pages from the system pool; a static exporter (no pin/unpin) whose own ops act on the memfd', () => {
     const { result } = solo(function* (t, k) {
       const r = yield* udmabuf.export(t, { k, name: 'fb', pages: 2, options: {} });
       if (isErr(r)) throw new Error('export');
       return { dynamic: r.buf.ops.pin !== undefined, pool: r.pool.name, ops: Object.keys(r.ops) };
     });
-    expect(result).toEqual({ dynamic: false, pool: 'system', ops: [] });
+    expect(result).toEqual({
+      dynamic: false,
+      pool: 'system',
+      ops: ['memfd_close', 'memfd_truncate', 'memfd_add_seals'],
+    });
   });
 
   it('end_cpu_access before any begin_cpu_access is -EINVAL (no ubuf->sg yet); after a begin it is 0', () => {

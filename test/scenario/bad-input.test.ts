@@ -176,7 +176,7 @@ describe('buffers and importers', () => {
       3,
       19,
       'unknown exporter "tmm"',
-      'expected one of system-heap, ttm, vfio-pci, udmabuf (did you mean "ttm"?)',
+      'expected one of system-heap, ttm, vfio-pci, udmabuf, cma-heap (did you mean "ttm"?)',
       'or a path to a TypeScript module',
     );
   });

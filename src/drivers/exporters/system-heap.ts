@@ -18,7 +18,7 @@ import type { DmaBufOps, IosysMap, PfnResult } from '../../kernel/dma-buf-ops.ts
 import { dma_resv_assert_held } from '../../kernel/dma-resv.ts';
 import { EINVAL, isErr, type Result } from '../../kernel/errno.ts';
 import { Lock, mutex_lock, mutex_unlock } from '../../kernel/locking.ts';
-import { installTranslation, type Vma, vma_link } from '../../kernel/memory.ts';
+import { installTranslation, VM_PFNMAP_FLAGS, type Vma, vma_link } from '../../kernel/memory.ts';
 import { alloc_pages, type Frame, free_pages, pfnRef } from '../../kernel/page-alloc.ts';
 import type { KGen, Task } from '../../kernel/sched.ts';
 import { defineExporter } from '../driver.ts';
@@ -28,8 +28,13 @@ import { mapFrames, unmapFrames, vmapFrames, vunmapFrames } from './common.ts';
 // function made per buffer costs V8 a fresh prototype and object shape the
 // first time it runs, in every execution.
 
-/** Eager mapping (remap_pfn_range) is fine: the pages never move ([C2] a). */
+/**
+ * Eager mapping (remap_pfn_range) is fine: the pages never move ([C2] a).
+ * remap_pfn_range makes the VMA VM_IO | VM_PFNMAP | VM_DONTEXPAND |
+ * VM_DONTDUMP, so mremap cannot grow it.
+ */
 function* system_heap_mmap(t: Task, frames: readonly Frame[], buf: DmaBuf, vma: Vma): KGen<number> {
+  vma.vm_flags |= VM_PFNMAP_FLAGS;
   const s = t.at('remap_pfn_range', 'write', vma);
   for (let i = 0; i < vma.pages; i++) {
     const f = frames[vma.vm_pgoff + i];

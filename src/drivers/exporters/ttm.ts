@@ -77,6 +77,7 @@ import {
   VM_FAULT_NOPAGE,
   VM_FAULT_RETRY,
   VM_FAULT_SIGBUS,
+  VM_PFNMAP_FLAGS,
   type Vma,
   type VmFault,
   type VmOperations,
@@ -446,8 +447,12 @@ function* ttm_bo_release(t: Task, bo: TtmBufferObject): KGen {
   bo.frames = [];
 }
 
-/** A faulting mapping linked into the buffer's address_space ([C2] b). */
+/**
+ * A faulting mapping linked into the buffer's address_space ([C2] b);
+ * `ttm_bo_mmap_obj` makes it VM_PFNMAP | VM_IO | VM_DONTEXPAND | VM_DONTDUMP.
+ */
 function* ttm_mmap(t: Task, bo: TtmBufferObject, dmabuf: DmaBuf, vma: Vma): KGen<number> {
+  vma.vm_flags |= VM_PFNMAP_FLAGS;
   vma.vm_ops = ttmVmOps(bo, dmabuf);
   yield* vma_link(t, vma, dmabuf.f_mapping);
   return 0;

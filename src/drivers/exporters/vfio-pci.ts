@@ -44,6 +44,7 @@ import { down_read, down_write, Lock, up_read, up_write } from '../../kernel/loc
 import {
   unmap_mapping_range,
   VM_FAULT_SIGBUS,
+  VM_PFNMAP_FLAGS,
   type Vma,
   type VmFault,
   type VmOperations,
@@ -276,6 +277,8 @@ function* vfio_pci_dma_buf_release(t: Task, priv: VfioPciDmaBuf, vdev: VfioPciDe
 
 /** The 2026 faulting mmap: PTEs inserted under memory_lock, zapped on revoke ([C4]). */
 function* vfio_pci_dma_buf_mmap(t: Task, fault: VmOperations['fault'], dmabuf: DmaBuf, vma: Vma): KGen<number> {
+  // VM_IO | VM_PFNMAP | VM_DONTEXPAND | VM_DONTDUMP, as for vfio's BAR mmap.
+  vma.vm_flags |= VM_PFNMAP_FLAGS;
   vma.vm_ops = { name: 'vfio_pci_dma_buf_mmap_fault', fault };
   yield* vma_link(t, vma, dmabuf.f_mapping);
   return 0;

@@ -7,15 +7,23 @@
  * - attach: mmap (mmap_lock held for write around `dma_buf_mmap`);
  * - `access {page}`: a user load/store; a refused fault is a SIGBUS, not a
  *   finding;
+ * - `mremap {pages}`: resize the VMA in place (mmap_lock for write). Growing
+ *   is refused (-EFAULT) when the exporter's mmap made it VM_DONTEXPAND or
+ *   VM_PFNMAP; otherwise the new pages fault with page offsets past the
+ *   buffer, which `dma_buf_mmap` checked only at mmap time ([C1]);
+ * - `access_vma {page}`: a user load/store at a page of the VMA, which after
+ *   a growing mremap may lie past the buffer (past the VMA: SIGSEGV);
  * - `munmap` (also the `detach` op): zap, unlink, drop the file reference;
  * - teardown: the process exits, which unmaps.
  *
- * Models: mm/mmap.c (do_mmap, munmap) around drivers/dma-buf/dma-buf.c
- * dma_buf_mmap_internal / dma_buf_mmap
+ * The mapping is MAP_SHARED (VM_SHARED), as every dma-buf mmap must be.
+ *
+ * Models: mm/mmap.c (do_mmap, munmap), mm/mremap.c around
+ * drivers/dma-buf/dma-buf.c dma_buf_mmap_internal / dma_buf_mmap
  */
 import { dma_buf_mmap, dma_buf_put } from '../../kernel/dma-buf.ts';
 import { down_write, up_write } from '../../kernel/locking.ts';
-import { MmStruct, user_access, Vma, vma_unlink, zap_vma_ptes } from '../../kernel/memory.ts';
+import { MmStruct, mremap, user_access, VM_SHARED, Vma, vma_unlink, zap_vma_ptes } from '../../kernel/memory.ts';
 import { type KGen, kfn, type Task } from '../../kernel/sched.ts';
 import { defineImporter, type ImporterEnv, type ImporterInstance, type OpArgs, PAGE_ARG } from '../driver.ts';
 
@@ -27,6 +35,7 @@ class CpuMmapImporter implements ImporterInstance {
   constructor(readonly env: ImporterEnv) {
     this.mm = new MmStruct(env.k, `${env.name}:mm`);
     this.vma = new Vma(env.k, this.mm, env.name, env.pages);
+    this.vma.vm_flags = VM_SHARED;
   }
 
   *attach(t: Task): KGen<number> {
@@ -63,6 +72,8 @@ class CpuMmapImporter implements ImporterInstance {
 
   readonly ops = {
     access: (t: Task, args: OpArgs) => CpuMmapImporter.kops.access(t, this, args),
+    access_vma: (t: Task, args: OpArgs) => CpuMmapImporter.kops.access(t, this, args),
+    mremap: (t: Task, args: OpArgs) => CpuMmapImporter.kops.mremap(t, this, args),
     munmap: (t: Task) => CpuMmapImporter.kops.munmap(t, this),
   };
 
@@ -70,6 +81,9 @@ class CpuMmapImporter implements ImporterInstance {
   private static readonly kops = {
     access: kfn('cpu_mmap_access', (t: Task, self: CpuMmapImporter, args: OpArgs) =>
       user_access(t, self.vma, Number(args.page)),
+    ),
+    mremap: kfn('sys_mremap', (t: Task, self: CpuMmapImporter, args: OpArgs) =>
+      mremap(t, self.vma, Number(args.pages)),
     ),
     munmap: kfn('__vm_munmap', (t: Task, self: CpuMmapImporter) => self.munmap(t)),
   };
@@ -81,6 +95,14 @@ export const cpuMmap = defineImporter({
   options: {},
   ops: {
     access: { doc: 'a user load/store at a page (faults through the exporter when no PTE)', args: PAGE_ARG },
+    mremap: {
+      doc: 'resize the VMA in place (mremap): -EFAULT to grow a VM_DONTEXPAND or VM_PFNMAP mapping',
+      args: { pages: { type: 'int', min: 1, max: 16, required: true, doc: 'the new size in pages' } },
+    },
+    access_vma: {
+      doc: 'a user load/store at a page of the VMA, which may lie past the buffer after a growing mremap',
+      args: { page: { type: 'int', min: 0, max: 15, required: true, doc: 'page index in the VMA' } },
+    },
     munmap: { doc: 'unmap the VMA and drop its file reference' },
   },
   create: (env) => new CpuMmapImporter(env),
