@@ -44,8 +44,9 @@
  *   freed (`stale-mapping`, then `use-after-free` on the NIC's access);
  * - `dereg_takes_resv: false` (odp): mlx5 before the fix: the mkey is revoked
  *   without resv and `private` is left set, so a concurrent invalidate issues
- *   a UMR on the released mkey (a CQE error in the kernel; here a `refcount`
- *   use-after-release of the mkey, [I7]);
+ *   a UMR on the released mkey: it completes with an error, mlx5 warns and
+ *   the UMR QP enters the error state (`api-misuse` at
+ *   `mlx5r_umr_post_send_wait`, [I7]);
  * - `wait_kernel_fence: false` (odp): the map does not wait for the KERNEL fences,
  *   so the NIC reads pages a pipelined move has not copied yet ([LT7]; an
  *   `api-misuse` at the access: the model tracks no memory contents);
@@ -66,7 +67,7 @@
  * mlx5_ib_init_dmabuf_mr), drivers/infiniband/hw/irdma/verbs.c
  * (irdma_reg_user_mr_dmabuf, irdma_umem_dmabuf_revoke, 2026)
  */
-import { apiMisuse, checkNotReleased } from '../../checkers/api.ts';
+import { apiMisuse } from '../../checkers/api.ts';
 import type { Origin } from '../../checkers/finding.ts';
 import { kasan_check } from '../../checkers/kasan.ts';
 import { origin } from '../../checkers/lockdep.ts';
@@ -145,7 +146,7 @@ export class IbMr extends KObject implements TranslationTable {
   odpLookup = false;
   /** Registered and not yet deregistered (dereg runs once). */
   registered = false;
-  /** Where `mlx5_revoke_mr` released the mkey (a UMR on it after that is a use after release). */
+  /** Where `mlx5_revoke_mr` released the mkey (a UMR on it after that fails). */
   released: Origin | null = null;
   /** KERNEL fences the map the MTT was programmed from did not wait for (`wait_kernel_fence: false`). */
   unwaited: readonly DmaFence[] = [];
@@ -182,16 +183,21 @@ function mttStep(t: Task, fn: string, mr: IbMr, refs: readonly PfnRef[]): Step {
   return tableStep(s, [mr], -1, true);
 }
 
-/** Reports a UMR work request on an mkey `mlx5_revoke_mr` already released; true when the mkey is live. */
+/**
+ * A UMR work request on an mkey `mlx5_revoke_mr` already released completes
+ * with an error: mlx5 warns ("reg umr failed") and the UMR QP goes to the
+ * error state; the mkey may already back another MR. True when the mkey is
+ * live.
+ */
 function mkeyLive(t: Task, mr: IbMr, fn: string): boolean {
-  return checkNotReleased(
+  if (!mr.released) return true;
+  apiMisuse(
     t,
-    mr,
-    mr.released,
-    fn,
+    'mlx5r_umr_post_send_wait',
+    `${fn}: UMR on the mkey of ${mr.name}, which mlx5_revoke_mr already released (completion with error, the UMR QP enters the error state; the mkey may already back another MR)`,
     ['I7', 'L10'],
-    `${fn} on the mkey of ${mr.name} after mlx5_revoke_mr released it (UMR completion error; the mkey may already back another MR)`,
   );
+  return false;
 }
 
 /**
@@ -526,7 +532,8 @@ export class IbUmemDmabufImporter implements ImporterInstance {
     const tr = mr.entries[page];
     if (!tr) return false;
     if (kasan_check(t, tr, 'dma')) {
-      const pending = mr.unwaited.find((f) => !f.signaled);
+      let pending: DmaFence | null = null;
+      for (const f of mr.unwaited) if (!f.signaled) pending ??= f;
       if (pending) {
         apiMisuse(
           t,
