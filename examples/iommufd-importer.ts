@@ -8,6 +8,13 @@
  * and unmaps before returning. Option `unmap_on_revoke: false` forgets that,
  * which dmabuf-check reports.
  *
+ * It is a sketch of how a driver module is written, mapping through
+ * `dma_buf_map_attachment`. The built-in `iommufd` importer
+ * (src/drivers/importers/iommufd.ts) models iommufd itself: the private
+ * interconnect `vfio_pci_dma_buf_iommufd_map` ([V7]), `pages->mutex`, the IO
+ * page table (`IommuDomain`, `iommu_map`, `iommu_unmap`, all exported from
+ * `dmabuf-check` for modules like this one).
+ *
  * A scenario names it by a path relative to the scenario file:
  *
  *     importers:

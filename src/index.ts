@@ -27,6 +27,7 @@ export {
   type OptionValues,
   PAGE_ARG,
 } from './drivers/driver.ts';
+export { vfio_pci_dma_buf_iommufd_map } from './drivers/exporters/vfio-pci.ts';
 export { BUILTIN_EXPORTERS, BUILTIN_IMPORTERS } from './drivers/registry.ts';
 export { type ExecResult, runExecution } from './explorer/execution.ts';
 export {
@@ -44,11 +45,13 @@ export * from './kernel/dma-buf-ops.ts';
 export * from './kernel/dma-fence.ts';
 export * from './kernel/dma-resv.ts';
 export * from './kernel/errno.ts';
+export * from './kernel/iommu.ts';
 export { Kernel, type KernelConfig } from './kernel/kernel.ts';
 export * from './kernel/locking.ts';
 export * from './kernel/memfd.ts';
 export * from './kernel/memory.ts';
 export * from './kernel/page-alloc.ts';
+export * from './kernel/rdma/umem-dmabuf.ts';
 export { type AccessKind, type KGen, KObject, kfn, SharedObject, type Step, Task } from './kernel/sched.ts';
 export * from './kernel/ww-mutex.ts';
 export { documentJson, resultJson } from './report/json.ts';

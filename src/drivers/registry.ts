@@ -10,6 +10,8 @@ import { cpuMmap } from './importers/cpu-mmap.ts';
 import { dmaDynamic } from './importers/dma-dynamic.ts';
 import { dmaStatic } from './importers/dma-static.ts';
 import { drmExec } from './importers/drm-exec.ts';
+import { ibUmemDmabuf } from './importers/ib-umem-dmabuf.ts';
+import { iommufd } from './importers/iommufd.ts';
 import { kvm } from './importers/kvm.ts';
 import { rogueMmap } from './importers/rogue-mmap.ts';
 
@@ -18,5 +20,5 @@ export const BUILTIN_EXPORTERS: ReadonlyMap<string, ExporterDef> = new Map(
 );
 
 export const BUILTIN_IMPORTERS: ReadonlyMap<string, ImporterDef> = new Map(
-  [dmaStatic, dmaDynamic, kvm, cpuMmap, rogueMmap, cpuAccess, drmExec].map((d) => [d.name, d]),
+  [dmaStatic, dmaDynamic, kvm, cpuMmap, rogueMmap, cpuAccess, drmExec, ibUmemDmabuf, iommufd].map((d) => [d.name, d]),
 );
