@@ -165,7 +165,8 @@ function touchEntry(s: Step, e: Translation, write: boolean): void {
 /**
  * Declares on `s` the entries of `tables` (page `page`, or all with -1) and
  * the frames they map, read or written — recomputed from the tables whenever
- * the explorer asks, since the frames an entry maps change.
+ * the explorer asks, since the frames an entry maps change. Declare every
+ * other access on `s` before calling it: a refresh keeps only those.
  */
 export function tableStep(s: Step, tables: readonly TranslationTable[], page: number, write: boolean): Step {
   s.arg = { tables, page, write, base: s.nacc } satisfies TableDecl;

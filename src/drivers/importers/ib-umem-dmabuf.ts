@@ -177,9 +177,11 @@ export class IbMr extends KObject implements TranslationTable {
 }
 
 /** Declares a write of the MR and every MTT entry (and the frames the entries and `refs` map). */
-function mttStep(t: Task, fn: string, mr: IbMr, refs: readonly PfnRef[]): Step {
+function mttStep(t: Task, fn: string, mr: IbMr, refs: readonly PfnRef[], reads: KObject | null = null): Step {
   const s = t.at(fn, 'write', mr);
   for (const r of refs) s.touch(r.frame, 'write');
+  // Before tableStep: its refresh keeps what was declared before it.
+  if (reads) s.touch(reads, 'read');
   return tableStep(s, [mr], -1, true);
 }
 
@@ -222,9 +224,9 @@ function* program_mtt(t: Task, fn: string, mr: IbMr, sg: readonly Translation[],
 }
 
 /** Zaps every MTT entry (`mlx5r_umr_update_mr_pas` with ZAP, `irdma_hwdereg_mr`, the mkey revoke). */
-function* zap_mtt(t: Task, fn: string, mr: IbMr, checkKey: boolean): KGen {
+function* zap_mtt(t: Task, fn: string, mr: IbMr, checkKey: boolean, reads: KObject | null = null): KGen {
   t.stack.push(fn);
-  yield mttStep(t, fn, mr, []);
+  yield mttStep(t, fn, mr, [], reads);
   if (!checkKey || mkeyLive(t, mr, fn)) {
     for (let i = 0; i < mr.entries.length; i++) {
       const tr = mr.entries[i];
@@ -465,7 +467,9 @@ export class IbUmemDmabufImporter implements ImporterInstance {
     t.stack.push('mlx5_revoke_mr');
     const resv = umem.dmabuf.resv;
     if (locked) yield* dma_resv_lock(t, resv, null);
-    yield* zap_mtt(t, 'mlx5r_umr_revoke_mr', mr, false);
+    // Without resv, umem->sgt is read racing the invalidate callback's unmap:
+    // the step declares the attachment that unmap writes.
+    yield* zap_mtt(t, 'mlx5r_umr_revoke_mr', mr, false, locked ? null : umem.attach);
     mr.released = origin(t);
     const sgt = umem.sgt;
     if (sgt) yield* invalidate_translations(t, sgt.entries);
