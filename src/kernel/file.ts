@@ -307,25 +307,28 @@ export const get_unused_fd_flags = kfn('get_unused_fd_flags', function* (t: Task
   return fd;
 });
 
-/** `put_unused_fd()`: gives back an fd allocated and never installed. Locking: takes `file_lock`. */
+/**
+ * `put_unused_fd()`: gives back an fd allocated and never installed.
+ * Locking: takes `file_lock`.
+ */
 export const put_unused_fd = kfn('put_unused_fd', function* (t: Task, fd: number): KGen {
   const files = current_files(t);
   yield* spin_lock(t, files.file_lock);
-  if (files.fd[fd]) apiMisuse(t, 'put_unused_fd', `fd ${fd} is installed`, ['LT1']);
-  else files.open_fds[fd] = false;
+  files.open_fds[fd] = false;
   yield* spin_unlock(t, files.file_lock);
 });
 
 /**
  * `fd_install()`: publishes `file` at an fd from `get_unused_fd_flags`; the
  * table now owns the caller's reference ([LT1]). Locking: none (RCU publish);
- * the slot must be allocated and empty (the kernel BUGs otherwise).
+ * the slot must be empty (the kernel BUGs otherwise: `api-misuse`, nothing
+ * installed).
  */
 export const fd_install = kfn('fd_install', function* (t: Task, fd: number, file: File): KGen {
   const files = current_files(t);
   yield t.at('fd_install', 'write', files);
-  if (!files.open_fds[fd] || files.fd[fd]) {
-    apiMisuse(t, 'fd_install', `fd ${fd} is ${files.fd[fd] ? 'already installed' : 'not allocated'}`, ['LT1']);
+  if (files.fd[fd]) {
+    apiMisuse(t, 'fd_install', `fd ${fd} is already installed (BUG_ON(fdt->fd[fd] != NULL))`, ['LT1']);
     return;
   }
   files.fd[fd] = file;

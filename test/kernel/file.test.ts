@@ -230,17 +230,18 @@ describe('the fd table ([LT1])', () => {
     expect(k.findings).toEqual([]);
   });
 
-  it('fd_install on an fd not allocated, or already installed, is api-misuse (the kernel BUGs)', () => {
-    const { k } = solo(function* (t, k) {
-      const f = logged(k, []);
-      yield* fd_install(t, 3, f);
+  it('fd_install on an fd already installed is api-misuse (the kernel BUGs) and installs nothing', () => {
+    const { result, k } = solo(function* (t, k) {
+      const f = logged(k, [], 'f');
+      const g = logged(k, [], 'g');
       const fd = yield* get_unused_fd_flags(t, 0);
       yield* fd_install(t, fd, f);
-      yield* fd_install(t, fd, f);
+      yield* fd_install(t, fd, g);
+      return current_files(t).fd[fd]?.name;
     });
+    expect(result).toBe('f');
     expect(k.findings.map((f) => f.code === 'api-misuse' && f.reason)).toEqual([
-      'fd 3 is not allocated',
-      'fd 0 is already installed',
+      'fd 0 is already installed (BUG_ON(fdt->fd[fd] != NULL))',
     ]);
   });
 
