@@ -45,6 +45,7 @@ export * from './kernel/dma-buf-ops.ts';
 export * from './kernel/dma-fence.ts';
 export * from './kernel/dma-resv.ts';
 export * from './kernel/errno.ts';
+export * from './kernel/file.ts';
 export * from './kernel/iommu.ts';
 export { Kernel, type KernelConfig } from './kernel/kernel.ts';
 export * from './kernel/locking.ts';

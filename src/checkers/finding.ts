@@ -209,8 +209,16 @@ export interface LeakFinding extends FindingBase {
 
 export interface RefcountFinding extends FindingBase {
   readonly code: 'refcount';
-  readonly what: 'underflow' | 'use-after-release';
+  /**
+   * `underflow`: a put with no reference left; `use-after-release`: a use
+   * after the object's release (or free, for an attachment); `resurrection`:
+   * a reference taken on a file whose count already reached 0 (its release is
+   * pending); `use-after-free`: a read of memory a kfree already freed (a
+   * dma-buf's old name).
+   */
+  readonly what: 'underflow' | 'use-after-release' | 'resurrection' | 'use-after-free';
   readonly object: string;
+  /** Where the object was released or freed (for a resurrection: where its count reached 0). */
   readonly released: Origin | null;
 }
 

@@ -17,9 +17,19 @@
  * ([I14]); misuse the kernel WARNs about is `api-misuse`; use after release is
  * `refcount`.
  *
- * Simplification: the dma-buf's file is not modelled separately; the file
- * reference count is the buffer's refcount ([LT1]) and the final put releases
- * synchronously.
+ * The file ([LT1]): `dma_buf_export` creates the buffer's file (file.ts),
+ * whose `f_count` is the buffer's refcount; `dma_buf_fd` installs it in the
+ * process's fd table, consuming the reference; `dma_buf_get` is `fget` plus
+ * the dma-buf check; closing the fd drops the table's reference with `fput`,
+ * whose final `__fput` runs as task work on the way back to user space and
+ * releases the buffer through the dentry's `d_release` ([LT2]). The name set
+ * by `dma_buf_set_name` is read by the dentry's `d_dname` under `name_lock`.
+ *
+ * Simplification: `dma_buf_put` (and `get_dma_buf`) act on the same count, but
+ * `dma_buf_put` runs the final release in its own step, as if the task work
+ * ran at once (every trace the catalogue pins was made that way); the window
+ * between the last reference going and the release running exists only for
+ * a final put made with `fput` (closing the fd, `fput(buf.file)`).
  *
  * Models: drivers/dma-buf/dma-buf.c, include/linux/dma-buf.h
  */
@@ -46,8 +56,20 @@ import {
   dma_resv_usage_rw,
   dma_resv_wait_timeout,
 } from './dma-resv.ts';
-import { EBUSY, EINVAL, ENOENT, EOVERFLOW, errname, isErr, type Result } from './errno.ts';
+import { EBADF, EBUSY, EINVAL, ENOENT, EOVERFLOW, errname, isErr, type Result } from './errno.ts';
+import {
+  alloc_file_pseudo,
+  type DentryOperations,
+  type File,
+  type FileOperations,
+  fd_install,
+  fget,
+  fput,
+  get_unused_fd_flags,
+  resurrection,
+} from './file.ts';
 import type { Kernel } from './kernel.ts';
+import { Lock, spin_lock, spin_unlock } from './locking.ts';
 import { AddressSpace, type Vma } from './memory.ts';
 import type { Frame } from './page-alloc.ts';
 import { type KGen, KObject, kfn, type Task } from './sched.ts';
@@ -67,8 +89,6 @@ export class DmaBuf extends KObject {
   readonly ownsResv: boolean;
   /** Protected by resv ([L5]). */
   readonly attachments: DmaBufAttachment[] = [];
-  /** The file's reference count ([LT1]). */
-  refcount = 1;
   /** vmaps handed out and not yet vunmapped; protected by resv ([C6]). */
   vmapping_counter = 0;
   /** The cached kernel mapping while vmapping_counter > 0; protected by resv ([C6]). */
@@ -78,6 +98,12 @@ export class DmaBuf extends KObject {
   readonly f_mapping: AddressSpace;
   /** What backs the buffer now, as its exporter says (traces only). */
   readonly backing: (() => readonly Frame[]) | null;
+  /** `dmabuf->file`: its `f_count` is the buffer's refcount ([LT1]). */
+  readonly file: File;
+  /** `dmabuf->name` (DMA_BUF_SET_NAME; `name` is the model's object name); under `name_lock`. */
+  user_name: DmaBufName | null = null;
+  /** `dmabuf->name_lock` (spinlock), made on first use: see {@link dma_buf_name_lock}. */
+  name_lock: Lock | null = null;
 
   constructor(k: Kernel, name: string, info: DmaBufExportInfo) {
     super(k, name);
@@ -89,6 +115,16 @@ export class DmaBuf extends KObject {
     this.resv = info.resv ?? dma_resv_init(k, `${name}->resv`);
     this.f_mapping = new AddressSpace(k, `${name}->file->f_mapping`);
     this.backing = info.backing ?? null;
+    this.file = alloc_file_pseudo(k, `${name}->file`, dma_buf_fops, this, dma_buf_dentry_ops);
+  }
+
+  /** The buffer's reference count: its file's `f_count` ([LT1]). */
+  get refcount(): number {
+    return this.file.f_count;
+  }
+
+  set refcount(n: number) {
+    this.file.f_count = n;
   }
 
   override snapshot(): Record<string, unknown> {
@@ -207,14 +243,19 @@ function exportOpsProblem(ops: DmaBufOps): string | null {
 export const get_dma_buf = kfn('get_dma_buf', function* (t: Task, buf: DmaBuf): KGen {
   yield t.at('get_dma_buf', 'write', buf);
   if (buf.refcount <= 0) {
-    dma_buf_check_alive(t, buf, 'get_dma_buf');
-    return;
+    if (buf.released) {
+      dma_buf_check_alive(t, buf, 'get_dma_buf');
+      return;
+    }
+    // The last reference went with fput, whose release is still pending.
+    resurrection(t, buf.file, 'get_dma_buf');
   }
   buf.refcount++;
 });
 
 /**
- * `dma_buf_put()`: drop a reference; the last one releases the buffer.
+ * `dma_buf_put()`: `fput` of the buffer's file: drop a reference; the last one
+ * releases the buffer, in this step (see the module comment).
  * Locking: must be called without dmabuf->resv held ([L2]).
  */
 export const dma_buf_put = kfn('dma_buf_put', function* (t: Task, buf: DmaBuf): KGen {
@@ -236,7 +277,16 @@ export const dma_buf_put = kfn('dma_buf_put', function* (t: Task, buf: DmaBuf): 
     });
     return;
   }
-  if (--buf.refcount === 0) yield* dma_buf_release(t, buf);
+  if (--buf.refcount === 0) {
+    // A resurrected file (reported) already released: not released twice.
+    if (buf.file.released) return;
+    // fput's final __fput, run in this step (see the module comment).
+    const at = origin(t);
+    buf.file.zeroed = at;
+    buf.file.released = at;
+    yield* dma_buf_release(t, buf);
+    buf.file.freed = true;
+  }
 });
 
 /** The final put: checks [LT2] / [I8], then `ops->release`. */
@@ -706,3 +756,154 @@ export const dma_buf_end_cpu_access = kfn(
     return buf.ops.end_cpu_access ? yield* buf.ops.end_cpu_access(t, buf, dir) : 0;
   },
 );
+
+// ---------------------------------------------------------------------------
+// The buffer's file: fd, dma_buf_get, name ([LT1], [LT2], [O1], §0.2)
+// ---------------------------------------------------------------------------
+
+/** A name string `dma_buf_set_name` allocated (`strndup_user`); kfree'd when replaced. */
+export class DmaBufName extends KObject {
+  readonly type = 'dma_buf_name';
+  /** Where `dma_buf_set_name` freed it (replaced it under `name_lock`). */
+  freed: Origin | null = null;
+
+  constructor(
+    k: Kernel,
+    name: string,
+    readonly text: string,
+  ) {
+    super(k, name);
+  }
+
+  override snapshot(): Record<string, unknown> {
+    return { text: this.text, freed: this.freed !== null };
+  }
+}
+
+/**
+ * `dma_buf_release` reached from the dentry: `__fput` of the buffer's file
+ * ends here ([LT2]).
+ */
+function dma_buf_d_release(t: Task, file: File): KGen {
+  return dma_buf_release(t, file.private_data as DmaBuf);
+}
+
+/** `dma_buf_fops`: `is_dma_buf_file()` compares a file's ops with it. Its `release` (taking the buffer off the global list) is not modelled: there is no list. */
+export const dma_buf_fops: FileOperations = { name: 'dma_buf_fops' };
+
+/** `dma_buf_dentry_ops`: the name for path lookups and the release at the last reference. */
+export const dma_buf_dentry_ops: DentryOperations = {
+  d_dname: (t, file) => dmabuffs_dname(t, file),
+  d_release: dma_buf_d_release,
+};
+
+/** `is_dma_buf_file()`. */
+export function is_dma_buf_file(file: File): boolean {
+  return file.f_op === dma_buf_fops;
+}
+
+/** `dmabuf->name_lock`, made the first time it is needed (a lock made at export would show in every trace). */
+export function dma_buf_name_lock(t: Task, buf: DmaBuf): Lock {
+  if (!buf.name_lock) buf.name_lock = new Lock(t.k, `${buf.name}->name_lock`, 'dmabuf->name_lock', 'spinlock');
+  return buf.name_lock;
+}
+
+/**
+ * `dma_buf_fd()`: a new fd of the calling process for the buffer's file. On
+ * success the fd table owns the caller's reference (the one `dma_buf_export`
+ * gave, [LT1]); the caller must not put it. On failure (`-EMFILE` when no fd
+ * is free below `RLIMIT_NOFILE`) the caller still owns it and must
+ * `dma_buf_put` it. -EINVAL for a NULL buffer.
+ * Locking: must be called without dmabuf->resv held ([L2]); takes file_lock.
+ */
+export const dma_buf_fd = kfn('dma_buf_fd', function* (t: Task, buf: DmaBuf | null, flags: number): KGen<number> {
+  if (!buf) return -EINVAL;
+  assertNotHeld(t, buf.resv.lock, 'dma_buf_fd', ['L2', 'I14']);
+  const fd = yield* get_unused_fd_flags(t, flags);
+  if (fd < 0) return fd;
+  yield* fd_install(t, fd, buf.file);
+  return fd;
+});
+
+/**
+ * `dma_buf_get()`: the buffer behind `fd`, with a new reference (`fget`,
+ * [LT1]); -EBADF for an fd that holds no file, -EINVAL for a file that is
+ * not a dma-buf (the reference `fget` took is dropped).
+ * Locking: none required; resv must not be held ([L2]).
+ */
+export const dma_buf_get = kfn('dma_buf_get', function* (t: Task, fd: number): KGen<Result<DmaBuf>> {
+  const file = yield* fget(t, fd);
+  if (!file) return -EBADF;
+  if (!is_dma_buf_file(file)) {
+    yield* fput(t, file);
+    return -EINVAL;
+  }
+  const buf = file.private_data as DmaBuf;
+  assertNotHeld(t, buf.resv.lock, 'dma_buf_get', ['L2', 'I14']);
+  return buf;
+});
+
+/**
+ * `dma_buf_set_name()` (DMA_BUF_SET_NAME): a fresh copy of the name replaces
+ * the old one, which is freed, both under `name_lock` (current kernels: at
+ * any time, attachments or not; §0.2). The old copy may still be read by a
+ * reader that does not take `name_lock`, so the swap is a declared step.
+ * Locking: takes `dmabuf->name_lock` (spinlock); nothing else.
+ */
+export const dma_buf_set_name = kfn('dma_buf_set_name', function* (t: Task, buf: DmaBuf, name: string): KGen<number> {
+  // strndup_user(): private to this thread until published.
+  const copy = new DmaBufName(t.k, `${buf.name}->name@${t.name}#${t.created++}`, name);
+  const lock = dma_buf_name_lock(t, buf);
+  yield* spin_lock(t, lock);
+  // Writers hold name_lock, so the pointer read here stays what it is until the step.
+  const old = buf.user_name;
+  const s = t.at('dma_buf_set_name', 'write', buf);
+  if (old) s.touch(old, 'write');
+  yield s;
+  dma_buf_check_alive(t, buf, 'dma_buf_set_name');
+  buf.user_name = copy;
+  // kfree(old)
+  if (old) old.freed = origin(t);
+  yield* spin_unlock(t, lock);
+  return 0;
+});
+
+/**
+ * `dmabuffs_dname()` (the dentry's `d_dname`: readlink of /proc/self/fd/N,
+ * `d_path`): "/dmabuf:<name>", the name copied under `name_lock`. With
+ * `nameLock` false it models a reader that copies `dmabuf->name` without the
+ * lock (as the kernel did before `name_lock`, or a driver's own debug print):
+ * a concurrent `dma_buf_set_name` can free the string between the load of the
+ * pointer and the copy, a use after free (`refcount`, use-after-free, [O1],
+ * [I7]). Locking: takes `dmabuf->name_lock`; the caller holds a reference on
+ * the file (the path lookup's).
+ */
+export const dmabuffs_dname = kfn('dmabuffs_dname', function* (t: Task, file: File, nameLock = true): KGen<string> {
+  const buf = file.private_data as DmaBuf;
+  let name = '';
+  if (nameLock) {
+    const lock = dma_buf_name_lock(t, buf);
+    yield* spin_lock(t, lock);
+    name = buf.user_name?.text ?? '';
+    yield* spin_unlock(t, lock);
+  } else {
+    yield t.at('dmabuffs_dname', 'read', buf);
+    const p = buf.user_name;
+    if (p) {
+      yield t.at('strscpy', 'read', p);
+      if (p.freed) {
+        t.k.report(t, {
+          code: 'refcount',
+          what: 'use-after-free',
+          object: p.name,
+          released: p.freed,
+          rules: ['O1', 'I7'],
+          message: `dmabuffs_dname copies ${buf.name}'s name "${p.text}" after dma_buf_set_name freed it: read without name_lock`,
+        });
+      } else {
+        name = p.text;
+      }
+    }
+  }
+  return `/dmabuf:${name}`;
+});

@@ -16,6 +16,7 @@ export const EFAULT = 14;
 export const EBUSY = 16;
 export const ENODEV = 19;
 export const EINVAL = 22;
+export const EMFILE = 24;
 export const EDEADLK = 35;
 export const EOVERFLOW = 75;
 export const EOPNOTSUPP = 95;
@@ -34,6 +35,7 @@ const NAMES: Record<number, string> = {
   [EBUSY]: 'EBUSY',
   [ENODEV]: 'ENODEV',
   [EINVAL]: 'EINVAL',
+  [EMFILE]: 'EMFILE',
   [EDEADLK]: 'EDEADLK',
   [EOVERFLOW]: 'EOVERFLOW',
   [EOPNOTSUPP]: 'EOPNOTSUPP',

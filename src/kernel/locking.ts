@@ -122,3 +122,5 @@ export const read_lock = (t: Task, l: Lock) => lock_acquire(t, l, SHARED, 'read_
 export const read_unlock = (t: Task, l: Lock) => lock_release(t, l, 'read_unlock');
 export const write_lock = (t: Task, l: Lock) => lock_acquire(t, l, EXCLUSIVE, 'write_lock');
 export const write_unlock = (t: Task, l: Lock) => lock_release(t, l, 'write_unlock');
+export const spin_lock = (t: Task, l: Lock) => lock_acquire(t, l, EXCLUSIVE, 'spin_lock');
+export const spin_unlock = (t: Task, l: Lock) => lock_release(t, l, 'spin_unlock');

@@ -87,6 +87,13 @@ function scenarioLines(chain: readonly LockDependency[]): string[] {
   ];
 }
 
+/** refcount_t's words for each kind (lib/refcount.c), plus the model's for a use after release. */
+const REFCOUNT_HEAD = {
+  underflow: 'underflow; use-after-free',
+  'use-after-release': 'use after release',
+  resurrection: 'addition on 0; use-after-free',
+} as const;
+
 /** The kernel-style body of one finding (no surrounding rules). */
 export function findingBody(f: Finding): string[] {
   switch (f.code) {
@@ -211,12 +218,23 @@ export function findingBody(f: Finding): string[] {
     case 'leak':
       return [`BUG: leak: ${f.message}`, `found by ${f.thread} at step ${f.step}:`, ...backtrace(f.stack)];
     case 'refcount':
+      if (f.what === 'use-after-free')
+        return [
+          `BUG: KASAN: slab-use-after-free in ${f.fn}`,
+          `Read of ${f.object} by thread ${f.thread}${opOf(f)} at step ${f.step}: ${f.message}`,
+          '',
+          ...backtrace(f.stack),
+          '',
+          ...originLines('Freed by', f.released),
+        ];
       return [
-        `refcount_t: ${f.what === 'underflow' ? 'underflow; use-after-free' : 'use after release'}: ${f.message}`,
+        `refcount_t: ${REFCOUNT_HEAD[f.what]}: ${f.message}`,
         `thread ${f.thread} at step ${f.step}:`,
         ...backtrace(f.stack),
         '',
-        ...(f.released ? originLines('Released by', f.released) : []),
+        ...(f.released
+          ? originLines(f.what === 'resurrection' ? 'Last reference dropped by' : 'Released by', f.released)
+          : []),
       ];
     case 'private-mmio':
       return [

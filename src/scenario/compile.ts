@@ -12,9 +12,11 @@ import type { Program, World } from '../explorer/program.ts';
 import { groupsOfEqual } from '../explorer/symmetry.ts';
 import { dma_buf_put, get_dma_buf, leak } from '../kernel/dma-buf.ts';
 import { errname, isErr } from '../kernel/errno.ts';
+import { close_files, files_if_any } from '../kernel/file.ts';
 import type { Kernel } from '../kernel/kernel.ts';
 import { alloc_pages } from '../kernel/page-alloc.ts';
 import type { KGen, Task } from '../kernel/sched.ts';
+import { bufferFileOp, UserFds } from './file-ops.ts';
 import type { OpSpecCall, ScenarioSpec } from './spec.ts';
 
 /** FNV-1a, 32 bits, as 8 hex digits. */
@@ -47,11 +49,15 @@ interface BufferState {
   exported: ExportedBuffer | null;
   gets: number;
   puts: number;
+  /** A `dma_buf_fd` op took over the initial reference (the fd table, or the op's own put or leak). */
+  handedOff: boolean;
 }
 
 class ScenarioWorld implements World {
   private readonly bufs = new Map<string, BufferState>();
   private readonly imps = new Map<string, ImporterInstance>();
+  /** The fds user space got from `dma_buf_fd` ops. */
+  private readonly userFds = new UserFds();
 
   constructor(
     private readonly k: Kernel,
@@ -73,7 +79,7 @@ class ScenarioWorld implements World {
         );
         return;
       }
-      this.bufs.set(b.name, { exported: r, gets: 0, puts: 0 });
+      this.bufs.set(b.name, { exported: r, gets: 0, puts: 0, handedOff: false });
     }
     for (const i of this.spec.importers) {
       const buf = this.bufs.get(i.buffer)?.exported?.buf;
@@ -146,8 +152,14 @@ class ScenarioWorld implements World {
         yield* get_dma_buf(t, buf);
       } else {
         const fn = b.exported.ops[op.op];
-        if (!fn) throw new Error(`no op ${op.op} on ${op.target}`);
-        yield* fn(t, op.args);
+        if (fn) {
+          yield* fn(t, op.args);
+        } else {
+          const fop = bufferFileOp(op.op);
+          if (!fop) throw new Error(`no op ${op.op} on ${op.target}`);
+          if (op.op === 'dma_buf_fd') b.handedOff = true;
+          yield* fop(t, buf, this.userFds, op.args);
+        }
       }
       return;
     }
@@ -181,11 +193,19 @@ class ScenarioWorld implements World {
       t.op = `teardown ${i.name} (${i.driver.name})`;
       yield* inst.teardown(t);
     }
+    // The process exits: every fd still open is closed, and the final fputs'
+    // task work runs.
+    const files = files_if_any(this.k);
+    if (files) {
+      t.op = 'exit_files';
+      yield* close_files(t, files);
+      while (t.deferred.length > 0) yield* (t.deferred.shift() as (t: Task) => KGen)(t);
+    }
     for (const b of this.spec.buffers) {
       const st = this.bufs.get(b.name);
       if (!st?.exported) continue;
       t.op = `teardown ${b.name}`;
-      if (st.puts - st.gets <= 0) yield* dma_buf_put(t, st.exported.buf);
+      if (!st.handedOff && st.puts - st.gets <= 0) yield* dma_buf_put(t, st.exported.buf);
     }
     t.op = 'leak check';
     for (const b of this.spec.buffers) {

@@ -26,6 +26,7 @@ import type { ArgSpec, DriverDef, ExporterDef, ImporterDef, OptionSpec } from '.
 import { BUILTIN_EXPORTERS, BUILTIN_IMPORTERS } from '../drivers/registry.ts';
 import { MAX_THREADS } from '../explorer/token.ts';
 import { expectedOneOf, nearest, ScenarioError, type ScenarioIssue } from './errors.ts';
+import { BUFFER_FILE_OPS } from './file-ops.ts';
 import type {
   BufferSpec,
   ExpectSpec,
@@ -545,6 +546,8 @@ function targets(buffers: readonly BufferSpec[], importers: readonly ImporterSpe
   for (const b of buffers) {
     const ops: Record<string, Readonly<Record<string, ArgSpec>>> = { get: {}, put: {} };
     for (const [o, s] of Object.entries(b.exporter.ops)) ops[o] = s.args ?? {};
+    // The fd ops (file-ops.ts); an exporter op of the same name wins.
+    for (const [o, s] of Object.entries(BUFFER_FILE_OPS)) if (!Object.hasOwn(ops, o)) ops[o] = s.args ?? {};
     m.set(b.name, { kind: 'buffer', ops, pages: b.pages, pagesOf: `buffer "${b.name}"` });
   }
   for (const i of importers) {

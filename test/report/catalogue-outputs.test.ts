@@ -47,6 +47,8 @@ describe('every catalogue bug', () => {
         for (const f of r.findings) {
           const text = renderFinding(f, { file: rel });
           const lines = text.split('\n');
+          // `refcount_t: …` is the first line of the kernel's refcount warning
+          // (lib/refcount.c), the format test/golden pins for `refcount`.
           expect(lines[1]).toMatch(/^(BUG: |WARNING: |WARNING: possible |INFO: |refcount_t: |=+$)/);
           expect(text).toContain(`replay: ${f.token}`);
           expect(lines.at(-2)).toContain(`dmabuf-check replay ${rel}`);

@@ -292,7 +292,7 @@ describe('thread ops', () => {
       scenario({ ops: ['bo.mvoe'] }),
       8,
       7,
-      'threads.t[0]: buffer "bo" has no op "mvoe"; expected one of get, put, move, copy (did you mean "move"?)',
+      'threads.t[0]: buffer "bo" has no op "mvoe"; expected one of get, put, move, copy, dma_buf_fd, close_fd, dma_buf_get, set_name, read_name (did you mean "move"?)',
     );
     oneIssue(
       scenario({ ops: ['k.acess: { page: 0 }'] }),

@@ -5,10 +5,13 @@
  *   revocable (static importers always are refused) and any attach while
  *   revoked ([V2], [V4]);
  * - map_dma_buf and get_pfn return -ENODEV while revoked ([V2], [P5]);
- * - `revoke` takes memory_lock for write, then resv: sets revoked,
- *   invalidates every attachment, waits for BOOKKEEP fences, unlocks, waits
- *   up to 1 s (simulated clock) for importers to unmap — WARN on timeout —,
- *   zaps CPU mappings; then the BAR stops decoding ([V3], [V5]);
+ * - `revoke` takes memory_lock for write; per buffer `get_file_active` on
+ *   its file (a buffer whose last reference is gone is skipped; option
+ *   `file_ref: get_file` takes one anyway: a resurrection), then resv: sets
+ *   revoked, invalidates every attachment, waits for BOOKKEEP fences,
+ *   unlocks, waits up to 1 s (simulated clock) for importers to unmap — WARN
+ *   on timeout —, zaps CPU mappings, fput; then the BAR stops decoding
+ *   ([V3], [V5]);
  * - `unrevoke` re-enables the BAR and clears revoked;
  * - `close` (device close, `vfio_pci_dma_buf_cleanup`) revokes for good:
  *   vdev forgotten, buffer unlinked, nothing after it ([V3], [LT11]);
@@ -39,6 +42,7 @@ import {
   dma_resv_wait_timeout,
 } from '../../kernel/dma-resv.ts';
 import { EINVAL, ENODEV, EOPNOTSUPP, isErr, type Result } from '../../kernel/errno.ts';
+import { fput, get_file, get_file_active } from '../../kernel/file.ts';
 import { type Kernel, msecs_to_jiffies } from '../../kernel/kernel.ts';
 import { down_read, down_write, Lock, up_read, up_write } from '../../kernel/locking.ts';
 import {
@@ -64,6 +68,8 @@ export class VfioPciDevice {
   memory_enabled = true;
   /** The device fd was closed: no more config writes, so no revoke or unrevoke. Under memory_lock. */
   closed = false;
+  /** How the revoke takes its reference on each buffer's file (option `file_ref`, [V5] 1). */
+  file_ref: 'get_file_active' | 'get_file' = 'get_file_active';
 
   constructor(
     k: Kernel,
@@ -147,10 +153,10 @@ export const vfio_pci_dma_buf_move = kfn(
     assertHeldWrite(t, vdev.memory_lock, cleanup ? 'vfio_pci_dma_buf_cleanup' : 'vfio_pci_dma_buf_move', ['I26', 'V3']);
     for (const buf of vdev.dmabufs.slice()) {
       const priv = privOf(buf);
-      // get_file_active(): skip a buffer whose file is already being released.
-      yield t.at('get_file_active', 'write', buf);
-      if (buf.refcount <= 0) continue;
-      buf.refcount++;
+      // get_file_active(): skip a buffer whose file is already being released
+      // ([V5] 1). The file_ref: get_file variant takes the reference blindly.
+      if (vdev.file_ref === 'get_file') yield* get_file(t, buf.file);
+      else if (!(yield* get_file_active(t, buf.file))) continue;
       yield t.at('vfio_pci_dma_buf_move', 'read', priv);
       if (priv.revoked !== revoked) {
         yield* dma_resv_lock(t, buf.resv, null);
@@ -192,7 +198,10 @@ export const vfio_pci_dma_buf_move = kfn(
       }
       // fput(): the final put would defer the release to task work; the
       // explorer's put is synchronous, so it runs after memory_lock is dropped.
-      t.deferred.push((t) => dma_buf_put(t, buf));
+      // (After a get_file, fput itself: a resurrected file's second __fput is
+      // then not reported again.)
+      if (vdev.file_ref === 'get_file') t.deferred.push((t) => fput(t, buf.file));
+      else t.deferred.push((t) => dma_buf_put(t, buf));
     }
   },
 );
@@ -346,6 +355,13 @@ export const vfioPci = defineExporter({
       late: true,
       doc: "the device is assigned to a confidential guest (TDISP / TDX Connect): its BAR is private MMIO, which only the guest's secure EPT may map; a CPU mmap, a host DMA mapping or a shared EPT entry of it is a private-mmio finding ([K8])",
     },
+    file_ref: {
+      type: 'enum',
+      values: ['get_file_active', 'get_file'],
+      default: 'get_file_active',
+      late: true,
+      doc: "how vfio_pci_dma_buf_move takes its reference on each buffer's file: get_file_active skips a buffer whose last reference is gone and whose release is pending ([V5] 1); get_file (the bug) takes one anyway, resurrecting the file (refcount)",
+    },
   },
   ops: {
     revoke: { doc: 'revoke: memory_lock (write), resv, revoked = true, invalidate, wait, zap CPU mappings ([V5])' },
@@ -361,6 +377,7 @@ export const vfioPci = defineExporter({
     const bar = pool.frames.slice(0, env.pages);
     if (env.options.private_mmio === true) for (const f of bar) f.privateMmio = true;
     const vdev = new VfioPciDevice(k, `${env.name}:vdev`, bar);
+    if (env.options.file_ref === 'get_file') vdev.file_ref = 'get_file';
     const priv = new VfioPciDmaBuf(k, `${env.name}:vfio_dma_buf`, vdev, bar);
 
     const fault = (t: Task, vmf: VmFault) => vfio_pci_dma_buf_mmap_fault(t, vmf, priv, vdev);
