@@ -19,7 +19,12 @@
  *
  * Simplification: the dma-buf's file is not modelled separately; the file
  * reference count is the buffer's refcount ([LT1]) and the final put releases
- * synchronously.
+ * synchronously (first unhooking the file from every epoll set,
+ * `eventpoll_release`, as `__fput` does).
+ *
+ * Poll state ([O1], [C9]): `cb_in` / `cb_out` are the callbacks
+ * `dma_buf_poll` arms (dma-buf-poll.ts, which models the poll and ioctl part
+ * of dma-buf.c); the release BUGs when one is still armed ([LT2] 2, [I8]).
  *
  * Models: drivers/dma-buf/dma-buf.c, include/linux/dma-buf.h
  */
@@ -35,6 +40,7 @@ import type {
   PfnResult,
   SgTable,
 } from './dma-buf-ops.ts';
+import type { DmaFence, DmaFenceCb } from './dma-fence.ts';
 import {
   DMA_RESV_USAGE_KERNEL,
   type DmaResv,
@@ -47,6 +53,7 @@ import {
   dma_resv_wait_timeout,
 } from './dma-resv.ts';
 import { EBUSY, EINVAL, ENOENT, EOVERFLOW, errname, isErr, type Result } from './errno.ts';
+import { type EpItem, eventpoll_release } from './eventpoll.ts';
 import type { Kernel } from './kernel.ts';
 import { AddressSpace, type Vma } from './memory.ts';
 import type { Frame } from './page-alloc.ts';
@@ -54,6 +61,22 @@ import { type KGen, KObject, kfn, type Task } from './sched.ts';
 
 /** Pages an unsigned long page offset can address (64-bit, 4 KiB pages), for the [C1] overflow check. */
 const ULONG_MAX_PAGES = 2 ** 52;
+
+/**
+ * `struct dma_buf_poll_cb_t` ([O1], [C9]): the fence callback `dma_buf_poll`
+ * arms for one direction. `active` (EPOLLIN or EPOLLOUT while armed, else 0) is
+ * protected by the poll waitqueue's lock: steps that change it declare a write
+ * of the buffer.
+ */
+export class DmaBufPollCb implements DmaFenceCb {
+  func: ((t: Task, f: DmaFence) => void) | null = null;
+  queued = false;
+  active = 0;
+  /** The callback bound to this `dcb` (dma-buf-poll.ts makes it on first use). */
+  handler: ((t: Task, f: DmaFence) => void) | null = null;
+
+  constructor(readonly dmabuf: DmaBuf) {}
+}
 
 /** `struct dma_buf` ([O1]). */
 export class DmaBuf extends KObject {
@@ -78,6 +101,14 @@ export class DmaBuf extends KObject {
   readonly f_mapping: AddressSpace;
   /** What backs the buffer now, as its exporter says (traces only). */
   readonly backing: (() => readonly Frame[]) | null;
+  /** `dmabuf->cb_in`: armed by a poll for EPOLLIN (WRITE fences) ([O1], [C9]). */
+  readonly cb_in: DmaBufPollCb = new DmaBufPollCb(this);
+  /** `dmabuf->cb_out`: armed by a poll for EPOLLOUT (READ and WRITE fences) ([O1], [C9]). */
+  readonly cb_out: DmaBufPollCb = new DmaBufPollCb(this);
+  /** Wake-ups of `dmabuf->poll`, the waitqueue sleeping pollers wait on. */
+  pollWakeups = 0;
+  /** `file->f_ep`: the epoll items watching the buffer's file (eventpoll.ts). */
+  readonly f_ep: EpItem[] = [];
 
   constructor(k: Kernel, name: string, info: DmaBufExportInfo) {
     super(k, name);
@@ -236,13 +267,27 @@ export const dma_buf_put = kfn('dma_buf_put', function* (t: Task, buf: DmaBuf): 
     });
     return;
   }
-  if (--buf.refcount === 0) yield* dma_buf_release(t, buf);
+  if (--buf.refcount === 0) {
+    // __fput(): the file leaves every epoll set before it is released.
+    if (buf.f_ep.length > 0) yield* eventpoll_release(t, buf);
+    yield* dma_buf_release(t, buf);
+  }
 });
 
 /** The final put: checks [LT2] / [I8], then `ops->release`. */
 export const dma_buf_release = kfn('dma_buf_release', function* (t: Task, buf: DmaBuf): KGen {
   if (buf.vmapping_counter > 0) {
     leak(t, 'vmap', buf.name, buf.vmapping_counter, ['LT2', 'I8'], `${buf.name} released while vmapped`);
+  }
+  // [LT2] 2: an armed poll callback holds a file reference, so it cannot be
+  // armed here unless dma_buf_poll / dma_buf_poll_cb mispaired the references.
+  if (buf.cb_in.active !== 0 || buf.cb_out.active !== 0) {
+    apiMisuse(
+      t,
+      'dma_buf_release',
+      `${buf.name} released with a poll callback still armed (BUG_ON(dmabuf->cb_in.active || dmabuf->cb_out.active)): a file reference imbalance in dma_buf_poll / dma_buf_poll_cb`,
+      ['LT2', 'I8', 'C9'],
+    );
   }
   buf.released = origin(t);
   yield* buf.ops.release(t, buf);

@@ -44,8 +44,11 @@
  *
  * Not modelled: the fence spinlock (callbacks and ops run inside one atomic
  * step), RCU (a released fence stays readable; `dma_fence_get_rcu` on it
- * returns null), the `_locked` variants, fence containers (chain, array,
- * unwrap), `ops.set_deadline`. Timestamps are in jiffies, not ktime.
+ * returns null), most `_locked` variants, fence containers (chain, array,
+ * unwrap), `ops.set_deadline`. `dma_fence_signal_locked` and
+ * `dma_fence_is_signaled_locked` are plain functions that run inside a step
+ * their caller declares, for providers that model their fence lock
+ * (sw-sync.ts's timeline lock). Timestamps are in jiffies, not ktime.
  *
  * Models: drivers/dma-buf/dma-fence.c, include/linux/dma-fence.h
  */
@@ -318,6 +321,28 @@ function isSignaledLocked(t: Task, f: DmaFence): boolean {
     return true;
   }
   return false;
+}
+
+/**
+ * `dma_fence_signal_locked()`: signals once, runs the queued callbacks ([F2]),
+ * inside a step the caller declared (a step that holds the fence's lock: the
+ * caller makes it global when callbacks are queued, as a signal step is).
+ * True when the fence was already signalled (the `check_and_signal_locked`
+ * value). For fence providers with their own lock, e.g. sw_sync's timeline.
+ */
+export function dma_fence_signal_locked(t: Task, f: DmaFence): boolean {
+  if (!checkAlive(t, f, 'dma_fence_signal_locked')) return f.signaled;
+  // Not a signalling-section annotation of its own: only dma_fence_signal() brackets itself.
+  return signalLocked(t, f, t.k.jiffies, false);
+}
+
+/**
+ * `dma_fence_is_signaled_locked()`: the SIGNALED flag, else `ops.signaled`
+ * (signalling the fence when it says so) ([F5]), inside a step the caller
+ * declared (global when `ops.signaled` is a function).
+ */
+export function dma_fence_is_signaled_locked(t: Task, f: DmaFence): boolean {
+  return isSignaledLocked(t, f);
 }
 
 /** `dma_fence_signal()`: signals once; runs the queued callbacks ([F2]). */
