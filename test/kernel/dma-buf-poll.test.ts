@@ -5,6 +5,7 @@
  * polling a file whose release has begun).
  */
 import { describe, expect, it } from 'vitest';
+import producer from '../../examples/sw-sync-producer.ts';
 import {
   DMA_BUF_FOPS,
   DMA_RESV_USAGE_READ,
@@ -338,5 +339,27 @@ threads:
 `),
     );
     expectSafe(r);
+  });
+});
+
+describe('a driver module using the poll and sync_file objects (examples/sw-sync-producer.ts)', () => {
+  const PRODUCER = (signal: string) => `
+name: producer
+buffers:
+  bo: { exporter: system-heap }
+importers:
+  producer: { driver: ./sw-sync-producer.ts, buffer: bo }
+threads:
+  gpu: [ { producer.publish: { value: 1 } }, producer.wait ]
+  irq: [ ${signal} ]
+`;
+  const modules = new Map([['./sw-sync-producer.ts', producer]]);
+
+  it('publish, signal and wait: the wait returns in every interleaving', () => {
+    expectSafe(check(fromYaml(PRODUCER('producer.signal'), modules)));
+  });
+
+  it('with no signal (the other thread publishes another fence) the waiter sleeps for ever: deadlock', () => {
+    expectBug(check(fromYaml(PRODUCER('{ producer.publish: { value: 2 } }'), modules)), 'deadlock');
   });
 });
