@@ -129,6 +129,13 @@ export class DmaBuf extends KObject {
       released: this.released !== null,
       attachments: this.attachments.map((a) => a.name),
       vmapping_counter: this.vmapping_counter,
+      // Poll and epoll state only once used, so traces of scenarios without poll are unchanged.
+      ...(this.cb_in.active || this.cb_out.active || this.pollWakeups || this.f_ep.length
+        ? {
+            poll: { cb_in: this.cb_in.active, cb_out: this.cb_out.active, wakeups: this.pollWakeups },
+            epoll_items: this.f_ep.length,
+          }
+        : {}),
     };
   }
 }

@@ -124,6 +124,7 @@ export function epoll_create(k: Kernel, name: string): EventPoll {
  * `epoll_ctl(EPOLL_CTL_ADD)` → `ep_insert()`: under `ep->mtx`, watch `file`
  * for `events` and poll it once. 0, or `-EEXIST` when already watched. The
  * caller holds a reference on `file` (its `fdget`).
+ * Locking: takes `ep->mtx`.
  */
 export const epoll_ctl_add = kfn(
   'epoll_ctl',
@@ -144,7 +145,7 @@ export const epoll_ctl_add = kfn(
   },
 );
 
-/** `epoll_ctl(EPOLL_CTL_DEL)`: under `ep->mtx`, stop watching `file`. 0, or `-ENOENT`. */
+/** `epoll_ctl(EPOLL_CTL_DEL)`: under `ep->mtx`, stop watching `file`. 0, or `-ENOENT`. Locking: takes `ep->mtx`. */
 export const epoll_ctl_del = kfn('epoll_ctl', function* (t: Task, ep: EventPoll, file: DmaBuf): KGen<number> {
   yield* mutex_lock(t, ep.mtx);
   const epi = ep.items.find((e) => e.file === file);
@@ -156,6 +157,7 @@ export const epoll_ctl_del = kfn('epoll_ctl', function* (t: Task, ep: EventPoll,
 /**
  * `epoll_wait()` with a zero timeout → `ep_send_events()`: under `ep->mtx`,
  * polls every item once; returns the number of items with events ready.
+ * Locking: takes `ep->mtx` (the files' polls run under it).
  */
 export const epoll_wait = kfn('epoll_wait', function* (t: Task, ep: EventPoll, epiFget: boolean): KGen<number> {
   yield* mutex_lock(t, ep.mtx);
@@ -167,7 +169,7 @@ export const epoll_wait = kfn('epoll_wait', function* (t: Task, ep: EventPoll, e
   return ready;
 });
 
-/** `ep_free()` (the epoll fd's release): under `ep->mtx`, removes every item. */
+/** `ep_free()` (the epoll fd's release): under `ep->mtx`, removes every item. Locking: takes `ep->mtx`. */
 export const ep_free = kfn('ep_free', function* (t: Task, ep: EventPoll): KGen {
   yield* mutex_lock(t, ep.mtx);
   for (const epi of ep.items.slice()) yield* ep_remove(t, epi);
@@ -178,6 +180,7 @@ export const ep_free = kfn('ep_free', function* (t: Task, ep: EventPoll): KGen {
  * `eventpoll_release()`, from `__fput` of a file with epoll items: removes
  * each item, under its set's `ep->mtx` (which waits for an `epoll_wait`
  * polling the file) ([C9], [LT2]). Called right after the final put's step.
+ * Locking: takes each set's `ep->mtx`; no dma-buf lock held.
  */
 export const eventpoll_release = kfn('eventpoll_release', function* (t: Task, file: DmaBuf): KGen {
   for (;;) {

@@ -48,7 +48,6 @@
  *
  * Models: drivers/dma-buf/sw_sync.c, drivers/dma-buf/sync_debug.h
  */
-import { checkRecursion, lockAcquired, lockReleased } from '../checkers/lockdep.ts';
 import {
   type DmaFence,
   type DmaFenceOps,
@@ -59,7 +58,7 @@ import {
 } from './dma-fence.ts';
 import { ENOENT } from './errno.ts';
 import type { Kernel } from './kernel.ts';
-import { EXCLUSIVE, Lock } from './locking.ts';
+import { Lock, spin_lock_in_step, spin_unlock_in_step } from './locking.ts';
 import { type KGen, KObject, kfn, type Step, type Task } from './sched.ts';
 import { type SyncFile, sync_file_create } from './sync-file.ts';
 
@@ -107,30 +106,26 @@ function timeline_fence_signaled(obj: SyncTimeline, f: DmaFence): boolean {
 
 /** `spin_lock_irq(&obj->lock)` inside a step (see the header): lockdep sees it; a recursion is a `deadlock`. */
 function timelineLock(t: Task, obj: SyncTimeline, fn: string): boolean {
-  if (t.holds(obj.lock)) {
-    checkRecursion(t, obj.lock, fn);
-    return false;
-  }
-  obj.lock.take(t, EXCLUSIVE);
-  lockAcquired(t, obj.lock, EXCLUSIVE, null, fn);
-  return true;
+  return spin_lock_in_step(t, obj.lock, fn);
 }
 
-function timelineUnlock(t: Task, obj: SyncTimeline, fn: string): void {
-  lockReleased(t, obj.lock, obj.lock.drop(t), fn);
+function timelineUnlock(t: Task, obj: SyncTimeline, locked: boolean, fn: string): void {
+  spin_unlock_in_step(t, obj.lock, locked, fn);
 }
 
 /**
- * `timeline_fence_release()`: the point's last reference is gone (inside
- * the put's step). Takes the timeline lock to unlink it — recursively when
- * the put came from a callback run under that lock ([F2], [F8]).
+ * `timeline_fence_release()` (`ops.release`): the point's last reference is
+ * gone (inside the put's step). Unlinks it and drops its timeline reference
+ * ([F8]).
+ * Locking: takes `fence->lock`, the timeline lock — recursively (a
+ * `deadlock`) when the put came from a callback run under that lock ([F2]).
  */
 function timeline_fence_release(t: Task, f: DmaFence, obj: SyncTimeline): void {
   t.stack.push('timeline_fence_release');
   const locked = timelineLock(t, obj, 'spin_lock_irqsave');
   const i = obj.pt_list.indexOf(f);
   if (i >= 0) obj.pt_list.splice(i, 1);
-  if (locked) timelineUnlock(t, obj, 'spin_unlock_irqrestore');
+  timelineUnlock(t, obj, locked, 'spin_unlock_irqrestore');
   sync_timeline_put(obj);
   t.stack.pop();
 }
@@ -157,6 +152,7 @@ function refreshCreate(s: Step): void {
  * `sync_pt_create()`: a point at `value`, holding a timeline reference;
  * signalled at once when the timeline passed it, else listed — or the live
  * point of the same value, referenced, instead ([C9], [F1]).
+ * Locking: takes `obj->lock`; callers must not hold it.
  */
 export const sync_pt_create = kfn(
   'sync_pt_create',
@@ -167,7 +163,7 @@ export const sync_pt_create = kfn(
     refreshCreate(s);
     yield s;
     obj.kref++;
-    let pt = dma_fence_init(t, `${obj.name}#${value}`, obj.ops, obj.context, value);
+    let pt = dma_fence_init(t, `${obj.name}#${value}`, obj.ops, obj.context, value, obj.lock);
     const locked = timelineLock(t, obj, 'spin_lock_irq');
     if (!dma_fence_is_signaled_locked(t, pt)) {
       const other = obj.pt_list.find((p) => p.seqno === value && p.refcount > 0);
@@ -181,7 +177,7 @@ export const sync_pt_create = kfn(
         obj.pt_list.splice(at < 0 ? obj.pt_list.length : at, 0, pt);
       }
     }
-    if (locked) timelineUnlock(t, obj, 'spin_unlock_irq');
+    timelineUnlock(t, obj, locked, 'spin_unlock_irq');
     return pt;
   },
 );
@@ -190,6 +186,7 @@ export const sync_pt_create = kfn(
  * `SW_SYNC_IOC_CREATE_FENCE` (`sw_sync_ioctl_create_fence`): a point at
  * `value` in a new sync_file, which holds the only fence reference ([C9]).
  * The caller installs the file in its fd table.
+ * Locking: none held (`sync_pt_create` takes the timeline lock).
  */
 export const sw_sync_ioctl_create_fence = kfn(
   'sw_sync_ioctl_create_fence',
@@ -258,12 +255,12 @@ export const sync_timeline_signal = kfn(
       }
       dma_fence_signal_locked(t, pt);
     }
-    if (locked) timelineUnlock(t, obj, 'spin_unlock_irq');
+    timelineUnlock(t, obj, locked, 'spin_unlock_irq');
     for (const pt of held) yield* dma_fence_put(t, pt);
   },
 );
 
-/** `SW_SYNC_IOC_INC` (`sw_sync_ioctl_inc`): {@link sync_timeline_signal} by `inc`. */
+/** `SW_SYNC_IOC_INC` (`sw_sync_ioctl_inc`): {@link sync_timeline_signal} by `inc`. Locking: none held. */
 export const sw_sync_ioctl_inc = kfn(
   'sw_sync_ioctl_inc',
   function* (t: Task, obj: SyncTimeline, inc: number, holdRef: boolean = true): KGen<number> {
@@ -290,6 +287,7 @@ function refreshRelease(s: Step): void {
  * `sw_sync_debugfs_release()`: the timeline's file is closed. Under the lock,
  * every listed point gets `-ENOENT` and is signalled, staying listed (its
  * release unlinks it); then the file's timeline reference is dropped ([F3]).
+ * Locking: takes `obj->lock` (callbacks run under it, as in a signal).
  */
 export const sw_sync_debugfs_release = kfn('sw_sync_debugfs_release', function* (t: Task, obj: SyncTimeline): KGen {
   const s = t.at('sw_sync_debugfs_release', 'signal', obj).touch(t.k.fenceStates, 'write');
@@ -303,6 +301,6 @@ export const sw_sync_debugfs_release = kfn('sw_sync_debugfs_release', function* 
     if (!pt.signaled) pt.error = -ENOENT;
     dma_fence_signal_locked(t, pt);
   }
-  if (locked) timelineUnlock(t, obj, 'spin_unlock_irq');
+  timelineUnlock(t, obj, locked, 'spin_unlock_irq');
   sync_timeline_put(obj);
 });

@@ -48,6 +48,7 @@ export class SyncFile extends KObject {
 /**
  * `sync_file_create()`: a new sync_file holding a reference on `fence` ([C9]).
  * The file is not yet published (the caller's `fd_install` publishes it).
+ * Locking: none (it may sleep: a GFP_KERNEL allocation in the kernel).
  */
 export const sync_file_create = kfn('sync_file_create', function* (t: Task, fence: DmaFence): KGen<SyncFile> {
   yield* dma_fence_get(t, fence);
@@ -58,6 +59,7 @@ export const sync_file_create = kfn('sync_file_create', function* (t: Task, fenc
  * `sync_file_get_fence()`: a new reference on the fence of the sync_file, or
  * null when the file is already released (a closed fd) ([C9]). The caller puts
  * the fence. One step: the `fget`, `dma_fence_get` and `fput` of the kernel.
+ * Locking: none.
  */
 export const sync_file_get_fence = kfn('sync_file_get_fence', function* (t: Task, sf: SyncFile): KGen<DmaFence | null> {
   yield t.at('sync_file_get_fence', 'write', sf.fence).touch(sf, 'read');
@@ -68,7 +70,9 @@ export const sync_file_get_fence = kfn('sync_file_get_fence', function* (t: Task
 
 /**
  * `fput()` of a sync_file: drops a file reference; the last one runs
- * `sync_file_release`, which puts the fence.
+ * `sync_file_release`, which puts the fence ([C9], [F8]); one below zero is a
+ * `refcount` finding.
+ * Locking: none (the release runs in the caller, as task work would).
  */
 export const sync_file_fput = kfn('fput', function* (t: Task, sf: SyncFile): KGen {
   yield t.at('fput', 'write', sf);

@@ -23,11 +23,17 @@ import {
   dma_fence_unwrap,
   EINVAL,
   ENOENT,
+  EXCLUSIVE,
   isErr,
-  type Kernel,
+  Kernel,
   type KGen,
+  Lock,
+  lock_acquire,
+  lock_release,
   SgTable,
   type SyncFile,
+  spin_lock_in_step,
+  spin_unlock_in_step,
   sw_sync_debugfs_release,
   sw_sync_ioctl_create_fence,
   sw_sync_ioctl_inc,
@@ -263,6 +269,48 @@ describe('sw_sync ([C9])', () => {
     expect(k.findings.map((f) => f.code)).toEqual(['deadlock']);
     expect(k.findings[0]?.stack).toContain('timeline_fence_release');
     expect(k.findings[0]?.message).toContain('tl->lock');
+  });
+
+  /** A driver lock its fence callback takes (spin_lock inside the signaller's step). */
+  function takesLock(lock: Lock) {
+    return (st: Task) => spin_unlock_in_step(st, lock, spin_lock_in_step(st, lock));
+  }
+
+  it('lockdep: a callback taking a lock held around dma_fence_add_callback closes a cycle with the timeline lock', () => {
+    const k = new Kernel();
+    const x = new Lock(k, 'drv->lock', 'drv->lock', 'spinlock');
+    const tl = sync_timeline_create(k, 'tl');
+    // Thread a arms the callback under drv->lock: drv->lock → sync_timeline->lock (add_callback takes fence->lock).
+    const { result: p } = solo(function* (t) {
+      const p = yield* sync_pt_create(t, tl, 1);
+      yield* lock_acquire(t, x, EXCLUSIVE, 'spin_lock');
+      yield* dma_fence_add_callback(t, p, { func: null, queued: false }, takesLock(x));
+      yield* lock_release(t, x, 'spin_unlock');
+      return p;
+    }, k);
+    expect(k.findings).toEqual([]);
+    // Thread b signals: the callback takes drv->lock under the timeline lock, the reverse order.
+    solo(function* (t) {
+      yield* sw_sync_ioctl_inc(t, tl, 1);
+    }, k);
+    expect(p.signaled).toBe(true);
+    expect(k.findings.map((f) => f.code)).toEqual(['lock-order']);
+    expect(k.findings[0]).toMatchObject({ kind: 'circular', lock: { class: 'drv->lock' } });
+  });
+
+  it('... and SW_SYNC_IOC_INC called with that lock held deadlocks at once (recursive)', () => {
+    const k = new Kernel();
+    const x = new Lock(k, 'drv->lock', 'drv->lock', 'spinlock');
+    solo(function* (t) {
+      const tl = sync_timeline_create(t.k, 'tl');
+      const p = yield* sync_pt_create(t, tl, 1);
+      yield* dma_fence_add_callback(t, p, { func: null, queued: false }, takesLock(x));
+      yield* lock_acquire(t, x, EXCLUSIVE, 'spin_lock');
+      yield* sw_sync_ioctl_inc(t, tl, 1);
+      yield* lock_release(t, x, 'spin_unlock');
+    }, k);
+    expect(k.findings.map((f) => f.code)).toContain('deadlock');
+    expect(k.findings.find((f) => f.code === 'deadlock')?.message).toContain('drv->lock');
   });
 
   it('closing the timeline signals every pending point with -ENOENT', () => {
