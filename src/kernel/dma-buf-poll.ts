@@ -26,7 +26,7 @@
  *   the callback without the reference (dma-buf before 2021: "dma-buf: fix
  *   and rework dma_buf_poll"): no `get_file`, no `fput`.
  * - `get_file` on a file whose count already dropped to 0 (its `__fput` has
- *   begun: only reachable from epoll before v6.10, eventpoll.ts) is reported
+ *   begun: only reachable from epoll before 2024, eventpoll.ts) is reported
  *   as `refcount`.
  *
  * sync_file ioctls ([C9]):

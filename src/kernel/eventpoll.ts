@@ -12,9 +12,9 @@
  *   `EPOLL_CTL_DEL` (`ep_remove`) unlinks it under `ep->mtx`. `-EEXIST` /
  *   `-ENOENT` as the kernel's.
  * - `epoll_wait` (`ep_send_events`): under `ep->mtx`, polls the items.
- * - `ep_item_poll`: since v6.10 ("epoll: be better about file lifetimes",
- *   2024) it takes a temporary reference first, `epi_fget` (`file_ref_get`:
- *   fails once the count reached 0, i.e. while `__fput` runs, which is
+ * - `ep_item_poll`: since 2024 ("epoll: be better about file lifetimes") it
+ *   takes a temporary reference first, `epi_fget` (`file_ref_get`: fails
+ *   once the count reached 0, i.e. while `__fput` runs, which is
  *   blocked on `ep->mtx` in `eventpoll_release`: then no events), and puts it
  *   after the poll. Before, it polled a file whose `__fput` had begun, and a
  *   poll that takes its own reference — `dma_buf_poll`'s `get_file` for its
@@ -82,7 +82,7 @@ export class EpItem {
 
 /**
  * `ep_item_poll()`: polls the item's file for its events. With `epiFget`
- * (v6.10+) only under a temporary reference, taken with `epi_fget` — no
+ * (since 2024) only under a temporary reference, taken with `epi_fget` — no
  * events when the file's count already dropped to 0 ([LT1]).
  * Locking: `ep->mtx` held.
  */

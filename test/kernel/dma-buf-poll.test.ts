@@ -262,7 +262,7 @@ threads:
   closer: [ user.close ]
 `;
 
-  it('epoll_wait racing the last close: with epi_fget (v6.10+) safe in every interleaving', () => {
+  it('epoll_wait racing the last close: with epi_fget (2024+) safe in every interleaving', () => {
     expectSafe(check(fromYaml(RACE(true))));
   });
 

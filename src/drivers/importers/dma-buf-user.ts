@@ -26,7 +26,7 @@
  *
  * Options model kernels with known bugs: `poll_file_ref: false` (a poll that
  * arms its callback without a file reference, before 2021), `epi_fget:
- * false` (epoll before v6.10), `import_unwrap: false` (the sync_file import
+ * false` (epoll before 2024), `import_unwrap: false` (the sync_file import
  * before it unwrapped containers), `sw_sync_signal_ref: false` (sw_sync
  * before 2023).
  *
@@ -332,7 +332,7 @@ export const dmaBufUser = defineImporter({
     epi_fget: {
       type: 'boolean',
       default: true,
-      doc: 'false: epoll polls the file without a temporary reference (before v6.10): it can poll a file whose release has begun',
+      doc: 'false: epoll polls the file without a temporary reference (before 2024): it can poll a file whose release has begun',
     },
     import_unwrap: {
       type: 'boolean',
