@@ -7,6 +7,7 @@ import { udmabuf } from './exporters/udmabuf.ts';
 import { vfioPci } from './exporters/vfio-pci.ts';
 import { cpuAccess } from './importers/cpu-access.ts';
 import { cpuMmap } from './importers/cpu-mmap.ts';
+import { dmaBufUser } from './importers/dma-buf-user.ts';
 import { dmaDynamic } from './importers/dma-dynamic.ts';
 import { dmaStatic } from './importers/dma-static.ts';
 import { drmExec } from './importers/drm-exec.ts';
@@ -20,5 +21,8 @@ export const BUILTIN_EXPORTERS: ReadonlyMap<string, ExporterDef> = new Map(
 );
 
 export const BUILTIN_IMPORTERS: ReadonlyMap<string, ImporterDef> = new Map(
-  [dmaStatic, dmaDynamic, kvm, cpuMmap, rogueMmap, cpuAccess, drmExec, ibUmemDmabuf, iommufd].map((d) => [d.name, d]),
+  [dmaStatic, dmaDynamic, kvm, cpuMmap, rogueMmap, cpuAccess, drmExec, ibUmemDmabuf, iommufd, dmaBufUser].map((d) => [
+    d.name,
+    d,
+  ]),
 );

@@ -31,6 +31,12 @@
  * between the last reference going and the release running exists only for
  * a final put made with `fput` (closing the fd, `fput(buf.file)`).
  *
+ * Poll state ([O1], [C9]): `cb_in` / `cb_out` are the callbacks
+ * `dma_buf_poll` arms (dma-buf-poll.ts, which models the poll and ioctl part
+ * of dma-buf.c); the release BUGs when one is still armed ([LT2] 2, [I8]).
+ * The final release first unhooks the file from every epoll set
+ * (`eventpoll_release`, as `__fput` does).
+ *
  * Models: drivers/dma-buf/dma-buf.c, include/linux/dma-buf.h
  */
 import { apiMisuse, assertNotHeld, checkNotReleased } from '../checkers/api.ts';
@@ -45,6 +51,7 @@ import type {
   PfnResult,
   SgTable,
 } from './dma-buf-ops.ts';
+import type { DmaFence, DmaFenceCb } from './dma-fence.ts';
 import {
   DMA_RESV_USAGE_KERNEL,
   type DmaResv,
@@ -57,6 +64,7 @@ import {
   dma_resv_wait_timeout,
 } from './dma-resv.ts';
 import { EBADF, EBUSY, EINVAL, ENOENT, EOVERFLOW, errname, isErr, type Result } from './errno.ts';
+import { type EpItem, eventpoll_release } from './eventpoll.ts';
 import {
   alloc_file_pseudo,
   type DentryOperations,
@@ -76,6 +84,22 @@ import { type KGen, KObject, kfn, type Task } from './sched.ts';
 
 /** Pages an unsigned long page offset can address (64-bit, 4 KiB pages), for the [C1] overflow check. */
 const ULONG_MAX_PAGES = 2 ** 52;
+
+/**
+ * `struct dma_buf_poll_cb_t` ([O1], [C9]): the fence callback `dma_buf_poll`
+ * arms for one direction. `active` (EPOLLIN or EPOLLOUT while armed, else 0) is
+ * protected by the poll waitqueue's lock: steps that change it declare a write
+ * of the buffer.
+ */
+export class DmaBufPollCb implements DmaFenceCb {
+  func: ((t: Task, f: DmaFence) => void) | null = null;
+  queued = false;
+  active = 0;
+  /** The callback bound to this `dcb` (dma-buf-poll.ts makes it on first use). */
+  handler: ((t: Task, f: DmaFence) => void) | null = null;
+
+  constructor(readonly dmabuf: DmaBuf) {}
+}
 
 /** `struct dma_buf` ([O1]). */
 export class DmaBuf extends KObject {
@@ -104,6 +128,14 @@ export class DmaBuf extends KObject {
   user_name: DmaBufName | null = null;
   /** `dmabuf->name_lock` (spinlock), made on first use: see {@link dma_buf_name_lock}. */
   name_lock: Lock | null = null;
+  /** `dmabuf->cb_in`: armed by a poll for EPOLLIN (WRITE fences) ([O1], [C9]). */
+  readonly cb_in: DmaBufPollCb = new DmaBufPollCb(this);
+  /** `dmabuf->cb_out`: armed by a poll for EPOLLOUT (READ and WRITE fences) ([O1], [C9]). */
+  readonly cb_out: DmaBufPollCb = new DmaBufPollCb(this);
+  /** Wake-ups of `dmabuf->poll`, the waitqueue sleeping pollers wait on. */
+  pollWakeups = 0;
+  /** `file->f_ep`: the epoll items watching the buffer's file (eventpoll.ts). */
+  readonly f_ep: EpItem[] = [];
 
   constructor(k: Kernel, name: string, info: DmaBufExportInfo) {
     super(k, name);
@@ -134,6 +166,13 @@ export class DmaBuf extends KObject {
       released: this.released !== null,
       attachments: this.attachments.map((a) => a.name),
       vmapping_counter: this.vmapping_counter,
+      // Poll and epoll state only once used, so traces of scenarios without poll are unchanged.
+      ...(this.cb_in.active || this.cb_out.active || this.pollWakeups || this.f_ep.length
+        ? {
+            poll: { cb_in: this.cb_in.active, cb_out: this.cb_out.active, wakeups: this.pollWakeups },
+            epoll_items: this.f_ep.length,
+          }
+        : {}),
     };
   }
 }
@@ -284,6 +323,8 @@ export const dma_buf_put = kfn('dma_buf_put', function* (t: Task, buf: DmaBuf): 
     const at = origin(t);
     buf.file.zeroed = at;
     buf.file.released = at;
+    // __fput(): the file leaves every epoll set before it is released.
+    if (buf.f_ep.length > 0) yield* eventpoll_release(t, buf);
     yield* dma_buf_release(t, buf);
     buf.file.freed = true;
   }
@@ -293,6 +334,16 @@ export const dma_buf_put = kfn('dma_buf_put', function* (t: Task, buf: DmaBuf): 
 export const dma_buf_release = kfn('dma_buf_release', function* (t: Task, buf: DmaBuf): KGen {
   if (buf.vmapping_counter > 0) {
     leak(t, 'vmap', buf.name, buf.vmapping_counter, ['LT2', 'I8'], `${buf.name} released while vmapped`);
+  }
+  // [LT2] 2: an armed poll callback holds a file reference, so it cannot be
+  // armed here unless dma_buf_poll / dma_buf_poll_cb mispaired the references.
+  if (buf.cb_in.active !== 0 || buf.cb_out.active !== 0) {
+    apiMisuse(
+      t,
+      'dma_buf_release',
+      `${buf.name} released with a poll callback still armed (BUG_ON(dmabuf->cb_in.active || dmabuf->cb_out.active)): a file reference imbalance in dma_buf_poll / dma_buf_poll_cb`,
+      ['LT2', 'I8', 'C9'],
+    );
   }
   buf.released = origin(t);
   yield* buf.ops.release(t, buf);
@@ -784,8 +835,11 @@ export class DmaBufName extends KObject {
  * `dma_buf_release` reached from the dentry: `__fput` of the buffer's file
  * ends here ([LT2]).
  */
-function dma_buf_d_release(t: Task, file: File): KGen {
-  return dma_buf_release(t, file.private_data as DmaBuf);
+function* dma_buf_d_release(t: Task, file: File): KGen {
+  const buf = file.private_data as DmaBuf;
+  // __fput() unhooks the file from every epoll set first.
+  if (buf.f_ep.length > 0) yield* eventpoll_release(t, buf);
+  yield* dma_buf_release(t, buf);
 }
 
 /** `dma_buf_fops`: `is_dma_buf_file()` compares a file's ops with it. Its `release` (taking the buffer off the global list) is not modelled: there is no list. */

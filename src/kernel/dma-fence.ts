@@ -43,9 +43,14 @@
  * applies is recomputed from the state by each step's `refresh` hook.
  *
  * Not modelled: the fence spinlock (callbacks and ops run inside one atomic
- * step), RCU (a released fence stays readable; `dma_fence_get_rcu` on it
- * returns null), the `_locked` variants, fence containers (chain, array,
- * unwrap), `ops.set_deadline`. Timestamps are in jiffies, not ktime.
+ * step; a provider that passes its own lock to `dma_fence_init`, as sw_sync
+ * does, gets lockdep's view of add/remove_callback, signal and enable taking
+ * it), RCU (a released fence stays readable; `dma_fence_get_rcu` on it
+ * returns null), most `_locked` variants, fence containers (chain, array,
+ * unwrap), `ops.set_deadline`. `dma_fence_signal_locked` and
+ * `dma_fence_is_signaled_locked` are plain functions that run inside a step
+ * their caller declares, for providers that model their fence lock
+ * (sw-sync.ts's timeline lock). Timestamps are in jiffies, not ktime.
  *
  * Models: drivers/dma-buf/dma-fence.c, include/linux/dma-fence.h
  */
@@ -54,6 +59,7 @@ import type { Origin } from '../checkers/finding.ts';
 import { lockMapAcquireRead, lockMapRelease, lockMapTouch, origin } from '../checkers/lockdep.ts';
 import { EDEADLK, EINVAL, ENOENT, ERESTARTSYS } from './errno.ts';
 import type { Kernel } from './kernel.ts';
+import { type Lock, spin_lock_in_step, spin_unlock_in_step } from './locking.ts';
 import { type Blocker, type KGen, KObject, kfn, type Step, type Task } from './sched.ts';
 import { timedWait } from './time.ts';
 
@@ -122,6 +128,12 @@ export class DmaFence extends KObject implements Blocker {
     readonly initOps: DmaFenceOps,
     readonly context: number,
     readonly seqno: number,
+    /**
+     * `fence->lock` when the provider passed its own (sw_sync's timeline
+     * lock): lockdep sees the calls that take it. Null: the inline lock, not
+     * modelled (see the header).
+     */
+    readonly lock: Lock | null = null,
   ) {
     super(k, name);
     this.ops = initOps;
@@ -144,9 +156,31 @@ export class DmaFence extends KObject implements Blocker {
   }
 }
 
-/** `dma_fence_init()`: refcount 1, unsignalled, no error ([F1]). Not yet published: no step. */
-export function dma_fence_init(t: Task, name: string, ops: DmaFenceOps, context: number, seqno: number): DmaFence {
-  return new DmaFence(t.k, name, ops, context, seqno);
+/**
+ * `dma_fence_init()`: refcount 1, unsignalled, no error ([F1]). Not yet
+ * published: no step. `lock`: the provider's lock for the fence, if it models
+ * one (lockdep then sees add/remove_callback, signal and enable take it).
+ */
+export function dma_fence_init(
+  t: Task,
+  name: string,
+  ops: DmaFenceOps,
+  context: number,
+  seqno: number,
+  lock: Lock | null = null,
+): DmaFence {
+  return new DmaFence(t.k, name, ops, context, seqno, lock);
+}
+
+/**
+ * `spin_lock_irqsave(fence->lock)` and its unlock around a call's atomic
+ * step, for lockdep only, when the provider modelled the lock: taking it
+ * while holding it is the recursive `deadlock`; the locks held are recorded
+ * as taken before it.
+ */
+function fenceLockdep(t: Task, f: DmaFence): void {
+  const l = f.lock;
+  if (l !== null) spin_unlock_in_step(t, l, spin_lock_in_step(t, l, 'spin_lock_irqsave'), 'spin_unlock_irqrestore');
 }
 
 /** `dma_fence_context_alloc(num)`: the first of `num` fresh context ids ([F1]). */
@@ -320,10 +354,33 @@ function isSignaledLocked(t: Task, f: DmaFence): boolean {
   return false;
 }
 
+/**
+ * `dma_fence_signal_locked()`: signals once, runs the queued callbacks ([F2]),
+ * inside a step the caller declared (a step that holds the fence's lock: the
+ * caller makes it global when callbacks are queued, as a signal step is).
+ * True when the fence was already signalled (the `check_and_signal_locked`
+ * value). For fence providers with their own lock, e.g. sw_sync's timeline.
+ */
+export function dma_fence_signal_locked(t: Task, f: DmaFence): boolean {
+  if (!checkAlive(t, f, 'dma_fence_signal_locked')) return f.signaled;
+  // Not a signalling-section annotation of its own: only dma_fence_signal() brackets itself.
+  return signalLocked(t, f, t.k.jiffies, false);
+}
+
+/**
+ * `dma_fence_is_signaled_locked()`: the SIGNALED flag, else `ops.signaled`
+ * (signalling the fence when it says so) ([F5]), inside a step the caller
+ * declared (global when `ops.signaled` is a function).
+ */
+export function dma_fence_is_signaled_locked(t: Task, f: DmaFence): boolean {
+  return isSignaledLocked(t, f);
+}
+
 /** `dma_fence_signal()`: signals once; runs the queued callbacks ([F2]). */
 export const dma_fence_signal = kfn('dma_fence_signal', function* (t: Task, f: DmaFence): KGen {
   yield signalStep(t, f, 'dma_fence_signal');
   if (!checkAlive(t, f, 'dma_fence_signal')) return;
+  fenceLockdep(t, f);
   signalLocked(t, f, t.k.jiffies);
 });
 
@@ -333,6 +390,7 @@ export const dma_fence_signal_timestamp = kfn(
   function* (t: Task, f: DmaFence, timestamp: number): KGen {
     yield signalStep(t, f, 'dma_fence_signal_timestamp');
     if (!checkAlive(t, f, 'dma_fence_signal_timestamp')) return;
+    fenceLockdep(t, f);
     signalLocked(t, f, timestamp);
   },
 );
@@ -343,6 +401,7 @@ export const dma_fence_check_and_signal = kfn(
   function* (t: Task, f: DmaFence): KGen<boolean> {
     yield signalStep(t, f, 'dma_fence_check_and_signal');
     if (!checkAlive(t, f, 'dma_fence_check_and_signal')) return f.signaled;
+    fenceLockdep(t, f);
     return signalLocked(t, f, t.k.jiffies);
   },
 );
@@ -351,6 +410,7 @@ export const dma_fence_check_and_signal = kfn(
 export const dma_fence_enable_signaling = kfn('dma_fence_enable_signaling', function* (t: Task, f: DmaFence): KGen {
   yield fenceStep(t, 'dma_fence_enable_signaling', 'write', f, refreshEnable);
   if (!checkAlive(t, f, 'dma_fence_enable_signaling')) return;
+  fenceLockdep(t, f);
   enableLocked(t, f);
 });
 
@@ -459,6 +519,7 @@ export const dma_fence_add_callback = kfn(
       return -EINVAL;
     }
     checkAlive(t, f, 'dma_fence_add_callback');
+    fenceLockdep(t, f);
     if (f.signaled || !enableLocked(t, f)) {
       cb.func = null;
       cb.queued = false;
@@ -477,6 +538,7 @@ export const dma_fence_remove_callback = kfn(
   function* (t: Task, f: DmaFence, cb: DmaFenceCb): KGen<boolean> {
     yield t.at('dma_fence_remove_callback', 'write', f);
     checkAlive(t, f, 'dma_fence_remove_callback');
+    fenceLockdep(t, f);
     const i = f.cbs.indexOf(cb);
     if (i < 0) return false;
     f.cbs.splice(i, 1);

@@ -283,8 +283,22 @@ export function dma_resv_reserve_fences(t: Task, obj: DmaResv, n: number): numbe
   return 0;
 }
 
-/** Containers (`dma_fence_array`) made by dma_resv_get_singleton. */
-const containers = new WeakSet<DmaFence>();
+/** Containers (`dma_fence_array`) made by dma_resv_get_singleton, with the fences they hold. */
+const containers = new WeakMap<DmaFence, readonly DmaFence[]>();
+
+/** `dma_fence_is_container()`: an array made by {@link dma_resv_get_singleton} (the model makes no chains). */
+export function dma_fence_is_container(f: DmaFence): boolean {
+  return containers.has(f);
+}
+
+/**
+ * The fences `dma_fence_unwrap_for_each(f, &iter, fence)` visits: those a
+ * container holds (it keeps their references), or `fence` itself. Contents of
+ * a container never change: no step.
+ */
+export function dma_fence_unwrap(fence: DmaFence): readonly DmaFence[] {
+  return containers.get(fence) ?? [fence];
+}
 
 /** What an add does to the list as it is now: entries dropped first, then the index replaced (-1: append). */
 interface AddPlan {
@@ -646,7 +660,7 @@ function insideStep(t: Task, body: () => void): void {
  */
 function* fenceArrayCreate(t: Task, fences: readonly DmaFence[]): KGen<DmaFence> {
   const array = dma_fence_init(t, `${t.name}:fence-array#${++t.created}`, ARRAY_OPS, t.k.fenceContextAlloc(), 1);
-  containers.add(array);
+  containers.set(array, fences);
   let pending = fences.length;
   const onSignal = (st: Task): void => {
     if (--pending !== 0) return;

@@ -14,6 +14,7 @@ export const EAGAIN = 11;
 export const ENOMEM = 12;
 export const EFAULT = 14;
 export const EBUSY = 16;
+export const EEXIST = 17;
 export const ENODEV = 19;
 export const EINVAL = 22;
 export const EMFILE = 24;
@@ -33,6 +34,7 @@ const NAMES: Record<number, string> = {
   [ENOMEM]: 'ENOMEM',
   [EFAULT]: 'EFAULT',
   [EBUSY]: 'EBUSY',
+  [EEXIST]: 'EEXIST',
   [ENODEV]: 'ENODEV',
   [EINVAL]: 'EINVAL',
   [EMFILE]: 'EMFILE',

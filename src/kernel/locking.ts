@@ -124,3 +124,34 @@ export const write_lock = (t: Task, l: Lock) => lock_acquire(t, l, EXCLUSIVE, 'w
 export const write_unlock = (t: Task, l: Lock) => lock_release(t, l, 'write_unlock');
 export const spin_lock = (t: Task, l: Lock) => lock_acquire(t, l, EXCLUSIVE, 'spin_lock');
 export const spin_unlock = (t: Task, l: Lock) => lock_release(t, l, 'spin_unlock');
+
+/**
+ * `spin_lock()` inside one atomic step, for code that runs inside another
+ * step: a fence callback (it runs inside the signaller's step), or a fence
+ * provider whose lock is held for one step (sw_sync's timeline lock). Lockdep
+ * sees it: a lock the thread already holds is the recursive `deadlock`
+ * (nothing is taken), otherwise the dependencies from the locks held are
+ * recorded. True when taken: pass it to {@link spin_unlock_in_step}.
+ *
+ * The model does not spin: a lock another thread holds across steps is only
+ * recorded for lockdep, not taken, and the caller goes on. Use it for locks
+ * whose every hold is a single step.
+ */
+export function spin_lock_in_step(t: Task, lock: Lock, fn = 'spin_lock'): boolean {
+  if (t.holds(lock)) {
+    checkRecursion(t, lock, fn);
+    return false;
+  }
+  lockAcquired(t, lock, EXCLUSIVE, null, fn);
+  if (lock.locked) {
+    lockReleased(t, lock, true, fn);
+    return false;
+  }
+  lock.take(t, EXCLUSIVE);
+  return true;
+}
+
+/** The `spin_unlock()` of {@link spin_lock_in_step}: releases the lock if it was `taken`. */
+export function spin_unlock_in_step(t: Task, lock: Lock, taken: boolean, fn = 'spin_unlock'): void {
+  if (taken) lockReleased(t, lock, lock.drop(t), fn);
+}

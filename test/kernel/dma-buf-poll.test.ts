@@ -1,0 +1,396 @@
+/**
+ * dma_buf_poll and its fence callbacks ([C9], [O1] poll state, [LT2] 2, [I8]),
+ * and epoll around it (eventpoll.ts): each call's behaviour, and the findings
+ * of the buggy variants (a callback armed without a file reference; epoll
+ * polling a file whose release has begun).
+ */
+import { describe, expect, it } from 'vitest';
+import producer from '../../examples/sw-sync-producer.ts';
+import { enumerateTraces } from '../../src/explorer/mazurkiewicz.ts';
+import {
+  DMA_BUF_FOPS,
+  DMA_RESV_USAGE_READ,
+  DMA_RESV_USAGE_WRITE,
+  type DmaBuf,
+  type DmaFence,
+  type DmaResvUsage,
+  dma_buf_export,
+  dma_buf_poll,
+  dma_buf_put,
+  dma_fence_init,
+  dma_fence_signal,
+  dma_resv_add_fence,
+  dma_resv_lock,
+  dma_resv_reserve_fences,
+  dma_resv_unlock,
+  EEXIST,
+  ENOENT,
+  EPOLLIN,
+  EPOLLOUT,
+  epoll_create,
+  epoll_ctl_add,
+  epoll_ctl_del,
+  epoll_wait,
+  get_dma_buf,
+  isErr,
+  Kernel,
+  type KGen,
+  SgTable,
+  type Task,
+} from '../../src/index.ts';
+import { compile } from '../../src/scenario/compile.ts';
+import { check, codes, expectBug, expectSafe, first, fromYaml } from '../helpers.ts';
+import { solo } from './harness.ts';
+
+const FENCE_OPS = { driverName: 'test', timelineName: 'test' };
+
+function* exportBuf(t: Task): KGen<DmaBuf> {
+  const b = yield* dma_buf_export(t, 'bo', {
+    exp_name: 'test',
+    pages: 1,
+    priv: null,
+    ops: {
+      *map_dma_buf(_t, a, dir) {
+        return new SgTable(a, dir, []);
+      },
+      *unmap_dma_buf() {},
+      *release() {},
+    },
+  });
+  if (isErr(b)) throw new Error('export failed');
+  return b;
+}
+
+/** Adds a new unsignalled fence to the buffer's resv at `usage`. */
+function* addFence(t: Task, buf: DmaBuf, usage: DmaResvUsage, name: string): KGen<DmaFence> {
+  const f = dma_fence_init(t, name, FENCE_OPS, t.k.fenceContextAlloc(), 1);
+  yield* dma_resv_lock(t, buf.resv, null);
+  dma_resv_reserve_fences(t, buf.resv, 1);
+  yield* dma_resv_add_fence(t, buf.resv, f, usage);
+  yield* dma_resv_unlock(t, buf.resv);
+  return f;
+}
+
+/** task_work_run(): the deferred fputs. */
+function* runDeferred(t: Task): KGen {
+  while (t.deferred.length > 0) yield* (t.deferred.shift() as (t: Task) => KGen)(t);
+}
+
+describe('dma_buf_poll ([C9])', () => {
+  it('with no fence both directions are ready at once; no callback stays armed and the file reference is given back', () => {
+    const { result, k, t } = solo(function* (t) {
+      const buf = yield* exportBuf(t);
+      const r = yield* dma_buf_poll(t, buf, EPOLLIN | EPOLLOUT);
+      return { r, buf, refcount: buf.refcount, deferred: t.deferred.length };
+    });
+    expect(result.r).toBe(EPOLLIN | EPOLLOUT);
+    expect(result.buf.cb_in.active).toBe(0);
+    expect(result.buf.cb_out.active).toBe(0);
+    // get_file for each direction, the fput of each queued as task work.
+    expect(result.refcount).toBe(3);
+    expect(result.deferred).toBe(2);
+    expect(result.buf.pollWakeups).toBe(2);
+    solo(function* () {
+      yield* runDeferred(t);
+    }, k);
+    expect(result.buf.refcount).toBe(1);
+    expect(k.findings).toEqual([]);
+  });
+
+  it('nothing asked, nothing done: no lock, no callback', () => {
+    const { result, k } = solo(function* (t) {
+      const buf = yield* exportBuf(t);
+      return { r: yield* dma_buf_poll(t, buf, 0), buf };
+    });
+    expect(result.r).toBe(0);
+    expect(result.buf.refcount).toBe(1);
+    expect(k.findings).toEqual([]);
+  });
+
+  it('EPOLLIN waits for WRITE fences only; EPOLLOUT for READ ones too (usage_rw, [C9])', () => {
+    const { result } = solo(function* (t) {
+      const buf = yield* exportBuf(t);
+      yield* addFence(t, buf, DMA_RESV_USAGE_READ, 'reader');
+      return { r: yield* dma_buf_poll(t, buf, EPOLLIN | EPOLLOUT), buf };
+    });
+    expect(result.r).toBe(EPOLLIN);
+    expect(result.buf.cb_out.active).toBe(EPOLLOUT);
+    expect(result.buf.cb_in.active).toBe(0);
+  });
+
+  it('an unsignalled WRITE fence: EPOLLIN not ready, the callback armed with a file and a fence reference; a second poll arms nothing more', () => {
+    const { result } = solo(function* (t) {
+      const buf = yield* exportBuf(t);
+      const f = yield* addFence(t, buf, DMA_RESV_USAGE_WRITE, 'writer');
+      const r1 = yield* dma_buf_poll(t, buf, EPOLLIN);
+      const after1 = { buf: buf.refcount, fence: f.refcount, cbs: f.cbs.length };
+      const r2 = yield* dma_buf_poll(t, buf, EPOLLIN);
+      return { r1, r2, after1, buf, f };
+    });
+    expect(result.r1).toBe(0);
+    expect(result.r2).toBe(0);
+    expect(result.buf.cb_in.active).toBe(EPOLLIN);
+    // The resv's reference plus the callback's; the export's plus the callback's file reference.
+    expect(result.after1).toEqual({ buf: 2, fence: 3, cbs: 1 });
+    expect({ buf: result.buf.refcount, fence: result.f.refcount, cbs: result.f.cbs.length }).toEqual(result.after1);
+  });
+
+  it('the signal runs the callback in the signaller: wake-up, active cleared, fence put, fput queued to the signaller', () => {
+    const k = new Kernel();
+    const { result } = solo(function* (t) {
+      const buf = yield* exportBuf(t);
+      const f = yield* addFence(t, buf, DMA_RESV_USAGE_WRITE, 'writer');
+      yield* dma_buf_poll(t, buf, EPOLLIN);
+      return { buf, f };
+    }, k);
+    const { buf, f } = result;
+    const signaller = k.newTask('signaller');
+    const g = dma_fence_signal(signaller, f);
+    for (let r = g.next(); !r.done; r = g.next()) k.step++;
+    expect(buf.pollWakeups).toBe(1);
+    expect(buf.cb_in.active).toBe(0);
+    expect(f.refcount).toBe(2);
+    expect(signaller.deferred.length).toBe(1);
+    const d = runDeferred(signaller);
+    for (let r = d.next(); !r.done; r = d.next()) k.step++;
+    expect(buf.refcount).toBe(1);
+    expect(k.findings).toEqual([]);
+  });
+
+  it('[LT2] 2: the callback outlives every fd; the signaller drops the last reference and the release is clean', () => {
+    const k = new Kernel();
+    const { result, t } = solo(function* (t) {
+      const buf = yield* exportBuf(t);
+      const f = yield* addFence(t, buf, DMA_RESV_USAGE_WRITE, 'writer');
+      yield* dma_buf_poll(t, buf, EPOLLIN);
+      yield* dma_buf_put(t, buf);
+      return { buf, f };
+    }, k);
+    expect(result.buf.released).toBeNull();
+    solo(function* () {
+      yield* dma_fence_signal(t, result.f);
+      yield* runDeferred(t);
+    }, k);
+    expect(result.buf.released).not.toBeNull();
+    expect(k.findings).toEqual([]);
+  });
+
+  it('[LT2] 2 trips: armed without get_file, the last put releases with the callback armed (BUG), and the callback then runs on the released buffer', () => {
+    const k = new Kernel();
+    const { result, t } = solo(function* (t) {
+      const buf = yield* exportBuf(t);
+      const f = yield* addFence(t, buf, DMA_RESV_USAGE_WRITE, 'writer');
+      yield* dma_buf_poll(t, buf, EPOLLIN, false);
+      const refs = buf.refcount;
+      yield* dma_buf_put(t, buf);
+      return { buf, f, refs };
+    }, k);
+    expect(result.refs).toBe(1);
+    expect(k.findings.map((f) => f.code)).toEqual(['api-misuse']);
+    expect(k.findings[0]).toMatchObject({ call: 'dma_buf_release', rules: ['LT2', 'I8', 'C9'] });
+    solo(function* () {
+      yield* dma_fence_signal(t, result.f);
+    }, k);
+    expect(k.findings.map((f) => f.code)).toEqual(['api-misuse', 'refcount']);
+    expect(k.findings[1]).toMatchObject({ fn: 'dma_buf_poll_cb', what: 'use-after-release', object: 'bo' });
+    // No fput: that poll took no reference.
+    expect(t.deferred.length).toBe(0);
+  });
+});
+
+describe('epoll around dma_buf_poll ([C9], eventpoll.ts)', () => {
+  it('EPOLL_CTL_ADD links the item and polls once; a second ADD is -EEXIST; DEL unlinks, a second DEL is -ENOENT', () => {
+    const { result, k } = solo(function* (t) {
+      const buf = yield* exportBuf(t);
+      const ep = epoll_create(t.k, 'ep');
+      const add = yield* epoll_ctl_add(t, ep, buf, EPOLLIN, DMA_BUF_FOPS, true);
+      const linked = buf.f_ep.length;
+      const again = yield* epoll_ctl_add(t, ep, buf, EPOLLIN, DMA_BUF_FOPS, true);
+      const ready = yield* epoll_wait(t, ep, true);
+      const del = yield* epoll_ctl_del(t, ep, buf);
+      const del2 = yield* epoll_ctl_del(t, ep, buf);
+      yield* runDeferred(t);
+      return { add, linked, again, ready, del, del2, buf, ep };
+    });
+    expect(result).toMatchObject({ add: 0, linked: 1, again: -EEXIST, ready: 1, del: 0, del2: -ENOENT });
+    expect(result.buf.f_ep).toEqual([]);
+    expect(result.ep.items).toEqual([]);
+    // epi_fget's temporary references and the callbacks' were all given back.
+    expect(result.buf.refcount).toBe(1);
+    expect(k.findings).toEqual([]);
+  });
+
+  it('the final put removes the file from every epoll set (eventpoll_release) before the release', () => {
+    const { result, k } = solo(function* (t) {
+      const buf = yield* exportBuf(t);
+      const ep = epoll_create(t.k, 'ep');
+      yield* epoll_ctl_add(t, ep, buf, EPOLLIN, DMA_BUF_FOPS, true);
+      yield* runDeferred(t);
+      yield* dma_buf_put(t, buf);
+      return { buf, ep };
+    });
+    expect(result.buf.released).not.toBeNull();
+    expect(result.ep.items).toEqual([]);
+    expect(k.findings).toEqual([]);
+  });
+
+  it('epi_fget refuses a file whose count reached 0: no poll, no events', () => {
+    const { result, k } = solo(function* (t) {
+      const buf = yield* exportBuf(t);
+      const ep = epoll_create(t.k, 'ep');
+      yield* get_dma_buf(t, buf);
+      yield* epoll_ctl_add(t, ep, buf, EPOLLIN, DMA_BUF_FOPS, true);
+      yield* runDeferred(t);
+      // The state __fput leaves while it waits for ep->mtx in eventpoll_release.
+      buf.refcount = 0;
+      const wakeups = buf.pollWakeups;
+      const ready = yield* epoll_wait(t, ep, true);
+      return { ready, polled: buf.pollWakeups !== wakeups };
+    });
+    expect(result).toEqual({ ready: 0, polled: false });
+    expect(k.findings).toEqual([]);
+  });
+
+  const RACE = (epiFget: boolean) => `
+name: epoll-race
+buffers:
+  bo: { exporter: system-heap }
+importers:
+  user: { driver: dma-buf-user, buffer: bo, options: { epi_fget: ${epiFget} } }
+threads:
+  app: [ { user.epoll_add: { events: in } }, bo.put, user.epoll_wait ]
+  closer: [ user.close ]
+`;
+
+  it('epoll_wait racing the last close: with epi_fget (2024+) safe in every interleaving', () => {
+    expectSafe(check(fromYaml(RACE(true))));
+  });
+
+  it('trips: without epi_fget, dma_buf_poll takes get_file on a file whose release has begun, and its fput underflows', () => {
+    const r = check(fromYaml(RACE(false)));
+    expectBug(r, 'refcount');
+    // The file model reports the get_file on a zero count as a resurrection.
+    expect(first(r, 'refcount').message).toContain('resurrects a file whose release is running');
+    expect(r.findings.some((f) => f.message.includes('dma_buf_put on bo with no reference left'))).toBe(true);
+  });
+});
+
+describe('the dma-buf-user importer: poll', () => {
+  const POLL = (opts: string, wait = false) => `
+name: poll
+buffers:
+  bo: { exporter: system-heap }
+importers:
+  user: { driver: dma-buf-user, buffer: bo${opts} }
+threads:
+  app:
+    - user.sw_sync_create_fence: { value: 1 }
+    - user.import_sync_file: { flags: write }
+    - user.poll: { events: in, wait: ${wait} }
+    - bo.put
+    - user.close
+  signaller: [ user.sw_sync_inc ]
+`;
+
+  it('the callback holds the file: closing every fd before the signal is safe', () => {
+    expectSafe(check(fromYaml(POLL(''))));
+  });
+
+  it('trips: poll_file_ref: false — the release BUGs with the callback armed, then the callback uses the released buffer', () => {
+    const r = check(fromYaml(POLL(', options: { poll_file_ref: false }')));
+    expectBug(r, 'refcount');
+    expect(codes(r)).toContain('api-misuse');
+    expect(first(r, 'api-misuse').message).toContain('BUG_ON(dmabuf->cb_in.active || dmabuf->cb_out.active)');
+    expect(first(r, 'refcount').thread).toBe('signaller');
+  });
+
+  it('wait: true sleeps until the sw_sync fence signals (no lost wake-up in any interleaving)', () => {
+    expectSafe(check(fromYaml(POLL('', true))));
+  });
+
+  it('wait: true on a fence nobody signals blocks for ever: deadlock', () => {
+    const r = check(
+      fromYaml(`
+name: poll-forever
+buffers:
+  bo: { exporter: system-heap }
+importers:
+  user: { driver: dma-buf-user, buffer: bo }
+threads:
+  app:
+    - user.sw_sync_create_fence: { value: 2 }
+    - user.import_sync_file: { flags: write }
+    - user.poll: { events: in, wait: true }
+  signaller: [ user.sw_sync_inc ]
+`),
+    );
+    expectBug(r, 'deadlock');
+  });
+
+  it('ops on a closed fd return -EBADF and do nothing', () => {
+    const r = check(
+      fromYaml(`
+name: closed
+buffers:
+  bo: { exporter: system-heap }
+importers:
+  user: { driver: dma-buf-user, buffer: bo }
+threads:
+  app: [ user.close, { user.poll: { events: inout } }, { user.export_sync_file: { flags: rw } }, user.close, { user.epoll_add: { events: in } } ]
+`),
+    );
+    expectSafe(r);
+  });
+});
+
+describe('a driver module using the poll and sync_file objects (examples/sw-sync-producer.ts)', () => {
+  const PRODUCER = (signal: string) => `
+name: producer
+buffers:
+  bo: { exporter: system-heap }
+importers:
+  producer: { driver: ./sw-sync-producer.ts, buffer: bo }
+threads:
+  gpu: [ { producer.publish: { value: 1 } }, producer.wait ]
+  irq: [ ${signal} ]
+`;
+  const modules = new Map([['./sw-sync-producer.ts', producer]]);
+
+  it('publish, signal and wait: the wait returns in every interleaving', () => {
+    expectSafe(check(fromYaml(PRODUCER('producer.signal'), modules)));
+  });
+
+  it('with no signal (the other thread publishes another fence) the waiter sleeps for ever: deadlock', () => {
+    expectBug(check(fromYaml(PRODUCER('{ producer.publish: { value: 2 } }'), modules)), 'deadlock');
+  });
+});
+
+describe('the declared dependence of the poll steps is sound (brute force over every interleaving)', () => {
+  const S = (threads: string, opts = '') => `
+name: sound
+buffers:
+  bo: { exporter: system-heap }
+importers:
+  user: { driver: dma-buf-user, buffer: bo${opts} }
+threads:
+${threads}
+`;
+  const cases: Record<string, string> = {
+    'poll racing the last close': S('  a: [ { user.poll: { events: inout } } ]\n  b: [ bo.put, user.close ]'),
+    'epoll_wait racing the last close': S(
+      '  a: [ { user.epoll_add: { events: in } }, bo.put, user.epoll_wait ]\n  b: [ user.close ]',
+    ),
+    'a callback without a file reference racing the signal': S(
+      '  a: [ { user.sw_sync_create_fence: { value: 1 } }, user.import_sync_file, { user.poll: { events: in } }, bo.put, user.close ]\n  b: [ user.sw_sync_inc ]',
+      ', options: { poll_file_ref: false }',
+    ),
+  };
+  for (const [name, yaml] of Object.entries(cases)) {
+    it(`${name}: equivalent executions end alike, adjacent independent steps commute`, () => {
+      const bf = enumerateTraces(compile(fromYaml(yaml)), { maxExecutions: 5000 });
+      expect(bf.complete).toBe(true);
+      expect(bf.violations).toEqual([]);
+      expect(bf.traces.size).toBeGreaterThan(1);
+    });
+  }
+});
