@@ -10,13 +10,25 @@
  */
 import { describe, expect, it } from 'vitest';
 import {
+  type DmaBufAttachment,
+  type DmaBufAttachOps,
+  defineImporter,
+  dma_buf_detach,
+  dma_buf_dynamic_attach,
+  dma_buf_get_pfn_unlocked,
+  dma_buf_put,
   type Frame,
   type GfnToPfnCache,
+  get_dma_buf,
   gfn_to_pfn_cache_invalidate_start,
   gpc_access_khva,
+  type ImporterEnv,
+  type ImporterInstance,
+  isErr,
   Kernel,
   type KGen,
   Kvm,
+  kfn,
   kvm_gpc_activate,
   kvm_gpc_check,
   kvm_gpc_deactivate,
@@ -27,6 +39,8 @@ import {
   kvm_mmu_invalidate_range_add,
   mn_active_invalidate_count_dec,
   mn_active_invalidate_count_inc,
+  type OpArgs,
+  PAGE_ARG,
   type PfnRef,
   type Result,
   read_lock,
@@ -346,5 +360,104 @@ describe('kvm importer: pfn_cache', () => {
     const a = check(plain);
     const b = check(set);
     expect(b.verdict).toBe(a.verdict);
+  });
+});
+
+/**
+ * A driver module's own cache (the TS example in docs/scenario-format.md): a
+ * host-side user of one page of a dma-buf — a hypervisor-ish "shared info"
+ * page — with its own struct kvm, a dynamic attachment whose invalidate
+ * callback runs the counted protocol, and a `write` op with the
+ * check/refresh loop. Everything comes from the package's public API.
+ */
+const shinfo_invalidate = kfn('shinfo_invalidate', function* (t: Task, _a: DmaBufAttachment, self: Shinfo): KGen {
+  const kvm = self.kvm;
+  if (self.env.options.count !== false) yield* mn_active_invalidate_count_inc(t, kvm);
+  yield* gfn_to_pfn_cache_invalidate_start(t, kvm, kvm.gfn(0), kvm.gfn(self.env.pages));
+  yield* write_lock(t, kvm.mmu_lock);
+  yield* kvm_mmu_invalidate_begin(t, kvm);
+  kvm_mmu_invalidate_range_add(kvm, kvm.gfn(0), kvm.gfn(self.env.pages));
+  yield* kvm_mmu_invalidate_end(t, kvm);
+  yield* write_unlock(t, kvm.mmu_lock);
+  // The count drops only after the seq bump (without `count`, it is never raised).
+  if (self.env.options.count !== false) yield* mn_active_invalidate_count_dec(t, kvm);
+});
+
+const shinfo_gpc_to_pfn = kfn('shinfo_gpc_to_pfn', function* (t: Task, self: Shinfo, page: number): KGen<
+  Result<PfnRef>
+> {
+  const a = self.att;
+  if (!a) return -14;
+  const r = yield* dma_buf_get_pfn_unlocked(t, a, page);
+  return isErr(r) ? r : r.pfn;
+});
+
+const shinfo_write = kfn('shinfo_write', function* (t: Task, self: Shinfo, page: number): KGen {
+  const gpc = self.gpc;
+  if (gpc.gfn === -1) yield* kvm_gpc_activate(t, gpc, page);
+  yield* pvclock(t, gpc);
+});
+
+class Shinfo implements ImporterInstance {
+  readonly attachCall = 'dma_buf_dynamic_attach';
+  readonly kvm: Kvm;
+  readonly gpc: GfnToPfnCache;
+  att: DmaBufAttachment | null = null;
+  readonly attachOps: DmaBufAttachOps = {
+    allow_peer2peer: true,
+    invalidate_mappings: (t: Task, a: DmaBufAttachment) => shinfo_invalidate(t, a, this),
+  };
+  constructor(readonly env: ImporterEnv) {
+    this.kvm = new Kvm(env.k, env.name, env.pages);
+    this.gpc = kvm_gpc_init(env.k, this.kvm, `${env.name}:shinfo`, env.buffer.name, {
+      gpc_to_pfn: (t: Task, gpc: GfnToPfnCache) => shinfo_gpc_to_pfn(t, this, gpc.page),
+    });
+  }
+  *attach(t: Task): KGen<number> {
+    yield* get_dma_buf(t, this.env.buffer);
+    const a = yield* dma_buf_dynamic_attach(t, this.env.buffer, this.env.name, this.attachOps, this, this.env.name);
+    if (isErr(a)) return a;
+    this.att = a;
+    return 0;
+  }
+  *detach(t: Task): KGen {
+    yield* kvm_gpc_deactivate(t, this.gpc);
+    if (!this.att) return;
+    yield* dma_buf_detach(t, this.env.buffer, this.att);
+    this.att = null;
+    yield* dma_buf_put(t, this.env.buffer);
+  }
+  teardown(t: Task): KGen {
+    return this.detach(t);
+  }
+  readonly ops = { write: (t: Task, args: OpArgs) => shinfo_write(t, this, Number(args.page)) };
+}
+
+const shinfo = defineImporter({
+  name: 'shinfo',
+  summary: 'a host-side user of a dma-buf page through a gfn_to_pfn_cache',
+  options: {
+    count: { type: 'boolean', default: true, doc: 'raise mn_active_invalidate_count around the invalidation' },
+  },
+  ops: { write: { doc: 'write the page through the cache', args: PAGE_ARG } },
+  create: (env) => new Shinfo(env),
+});
+
+describe('a driver module with its own gfn_to_pfn_cache', () => {
+  const modules = new Map([['./shinfo.ts', shinfo]]);
+  const yaml = (count: boolean) => `name: shinfo
+buffers: { bo: { exporter: ttm } }
+importers: { xen: { driver: ./shinfo.ts, buffer: bo, options: { count: ${count} } } }
+threads:
+  vcpu: [{ xen.write: { page: 0 } }, { xen.write: { page: 0 } }]
+  evictor: [bo.move]
+`;
+
+  it('uses the cache through the public API: safe against a move', () => {
+    expectSafe(check(fromYaml(yaml(true), modules)));
+  });
+
+  it('without the count, the move frees a page the cache still maps', () => {
+    expectBug(check(fromYaml(yaml(false), modules)), 'stale-mapping');
   });
 });
