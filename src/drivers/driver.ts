@@ -119,6 +119,12 @@ export interface ImporterDef {
   create(env: ImporterEnv): ImporterInstance;
   /** Rejects option combinations that make no sense; returns a message or null. */
   checkOptions?(options: OptionValues): { option: string; message: string } | null;
+  /**
+   * Rejects an op the importer cannot run with these options (an op that
+   * needs an option set); returns a message or null. Checked when the
+   * scenario is loaded, like the ops' arguments.
+   */
+  checkOp?(options: OptionValues, op: string): string | null;
 }
 
 export type DriverDef = ExporterDef | ImporterDef;

@@ -538,6 +538,8 @@ interface Target {
   readonly pages: number;
   /** Whose pages a `page` argument counts: 'buffer "bo"', 'k\'s buffer "bo"'. */
   readonly pagesOf: string;
+  /** An importer's refusal of an op under its options (`ImporterDef.checkOp`). */
+  readonly checkOp?: (op: string) => string | null;
 }
 
 function targets(buffers: readonly BufferSpec[], importers: readonly ImporterSpec[]): Map<string, Target> {
@@ -554,11 +556,13 @@ function targets(buffers: readonly BufferSpec[], importers: readonly ImporterSpe
     const ops: Record<string, Readonly<Record<string, ArgSpec>>> = { detach: {} };
     if (i.manual) ops.attach = {};
     for (const [o, s] of Object.entries(i.driver.ops)) ops[o] = s.args ?? {};
+    const checkOp = i.driver.checkOp;
     m.set(i.name, {
       kind: 'importer',
       ops,
       pages: bufPages.get(i.buffer) ?? 1,
       pagesOf: `${i.name}'s buffer "${i.buffer}"`,
+      ...(checkOp ? { checkOp: (op: string) => checkOp(i.options, op) } : {}),
     });
   }
   m.set('mm', {
@@ -649,6 +653,8 @@ function opCall(c: Ctx, item: Node, what: string, tg: Map<string, Target>, broke
     );
     return null;
   }
+  const refused = target.checkOp?.(opName);
+  if (refused) c.err(callNode, `${what}: ${call}: ${refused}`);
   const args: Record<string, boolean | string | number> = {};
   const given =
     argsNode === undefined || (isScalar(argsNode) && argsNode.value === null)

@@ -266,12 +266,13 @@ threads:
     expectSafe(check(fromYaml(RACE(true))));
   });
 
-  it('trips: without epi_fget, dma_buf_poll takes get_file on a file whose release has begun, and its fput underflows', () => {
+  it('trips: without epi_fget, dma_buf_poll takes get_file on a file whose release has begun: a resurrection', () => {
     const r = check(fromYaml(RACE(false)));
     expectBug(r, 'refcount');
     // The file model reports the get_file on a zero count as a resurrection.
     expect(first(r, 'refcount').message).toContain('resurrects a file whose release is running');
-    expect(r.findings.some((f) => f.message.includes('dma_buf_put on bo with no reference left'))).toBe(true);
+    // The resurrected file is not released a second time: no underflow follows.
+    expect(r.findings.some((f) => f.message.includes('dma_buf_put on bo with no reference left'))).toBe(false);
   });
 });
 

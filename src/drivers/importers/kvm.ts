@@ -22,6 +22,25 @@
  *
  * Errors from get_pfn become -EIO for the guest access ([K4] 3), not findings.
  *
+ * The gfn→pfn cache (option `pfn_cache`, *extension*; kernel/kvm/pfncache.ts):
+ * a cache over one page of the dma-buf memslot, as KVM keeps for the
+ * pvclock page or Xen's shared_info. Its refresh resolves the gfn through the
+ * dma-buf (`gpc_to_pfn`: the memslot, then get_pfn as the fault does), and
+ * the invalidate callback invalidates it the way the mmu-notifier hooks do:
+ * `mn_active_invalidate_count++`, `gfn_to_pfn_cache_invalidate_start`, then
+ * [K2] (whose end bumps the seq), then the count-- ([K3]). Ops:
+ * `gpc_activate {page}`, `gpc_refresh`, `gpc_access` (the
+ * `kvm_setup_guest_pvclock` pattern: check/refresh loop under
+ * `read_lock(&gpc->lock)`, then a write through `khva`), `gpc_deactivate`.
+ * Unbind invalidates the cache too (the memslot generation changes, so no
+ * check passes), and VM teardown deactivates it first. The bugs, as values
+ * of `pfn_cache`: `no_retry` (refresh publishes without
+ * `mmu_notifier_retry_cache`), `no_invalidate` (the callback only zaps SPTEs:
+ * the RFC's callback as posted), `uncounted` (the callback invalidates the
+ * cache before the seq bump without raising the count); and `gpc_access
+ * {drop_lock: true}` (the user writes through `khva` after dropping the
+ * lock).
+ *
  * Models: virt/kvm/vfio_dmabuf.c (RFC), arch/x86/kvm/mmu/mmu.c
  * (kvm_mmu_page_fault, kvm_faultin_pfn, is_page_fault_stale)
  */
@@ -45,8 +64,21 @@ import {
   kvm_mmu_invalidate_range_add,
 } from '../../kernel/kvm/kvm-main.ts';
 import { guest_access, kvm_tdp_mmu_map, kvm_unmap_gfn_range } from '../../kernel/kvm/mmu.ts';
+import {
+  type GfnToPfnCache,
+  type GpcBacking,
+  gfn_to_pfn_cache_invalidate_start,
+  gpc_access_khva,
+  kvm_gpc_activate,
+  kvm_gpc_check,
+  kvm_gpc_deactivate,
+  kvm_gpc_init,
+  kvm_gpc_refresh,
+  mn_active_invalidate_count_dec,
+  mn_active_invalidate_count_inc,
+} from '../../kernel/kvm/pfncache.ts';
 import { read_lock, read_unlock, write_lock, write_unlock } from '../../kernel/locking.ts';
-import { alloc_pages } from '../../kernel/page-alloc.ts';
+import { alloc_pages, type PfnRef } from '../../kernel/page-alloc.ts';
 import { type KGen, kfn, type Task } from '../../kernel/sched.ts';
 import { srcu_read_lock, srcu_read_unlock, synchronize_srcu } from '../../kernel/srcu.ts';
 import {
@@ -70,7 +102,12 @@ interface KvmOptions {
   readonly invalidateTakesResv: boolean;
   readonly secureEpt: boolean;
   readonly pageTableAlloc: 'none' | 'before_mmu_lock' | 'under_mmu_lock';
+  readonly pfnCache: PfnCacheMode;
 }
+
+const PFN_CACHE_MODES = ['none', 'checked', 'no_retry', 'no_invalidate', 'uncounted'] as const;
+type PfnCacheMode = (typeof PFN_CACHE_MODES)[number];
+const GPC_OPS = ['gpc_activate', 'gpc_refresh', 'gpc_access', 'gpc_deactivate'];
 
 function kvmOptions(o: OptionValues): KvmOptions {
   return {
@@ -83,15 +120,18 @@ function kvmOptions(o: OptionValues): KvmOptions {
     secureEpt: o.secure_ept === true,
     pageTableAlloc:
       o.page_table_alloc === 'before_mmu_lock' || o.page_table_alloc === 'under_mmu_lock' ? o.page_table_alloc : 'none',
+    pfnCache: PFN_CACHE_MODES.find((m) => m === o.pfn_cache) ?? 'none',
   };
 }
 
-class KvmImporter implements ImporterInstance {
+class KvmImporter implements ImporterInstance, GpcBacking {
   readonly attachCall: string;
   readonly kvm: Kvm;
   readonly o: KvmOptions;
   att: DmaBufAttachment | null = null;
   readonly attachOps: DmaBufAttachOps;
+  /** The gfn→pfn cache over a page of the slot (`pfn_cache` other than none). */
+  readonly gpc: GfnToPfnCache | null = null;
 
   constructor(readonly env: ImporterEnv) {
     this.o = kvmOptions(env.options);
@@ -102,6 +142,10 @@ class KvmImporter implements ImporterInstance {
       allow_peer2peer: true,
       invalidate_mappings: (t: Task, a: DmaBufAttachment) => KvmImporter.invalidate_mappings(t, a, this),
     };
+    if (this.o.pfnCache !== 'none') {
+      this.gpc = kvm_gpc_init(env.k, this.kvm, `${env.name}:gpc`, env.buffer.name, this);
+      this.gpc.retry = this.o.pfnCache !== 'no_retry';
+    }
   }
 
   /**
@@ -114,7 +158,15 @@ class KvmImporter implements ImporterInstance {
     function* (t: Task, a: DmaBufAttachment, self: KvmImporter): KGen {
       const resv = a.dmabuf.resv;
       if (self.o.invalidateTakesResv) yield* dma_resv_lock(t, resv, null);
+      const mode = self.o.pfnCache;
+      const counted = mode === 'checked' || mode === 'no_retry';
+      // As kvm_mmu_notifier_invalidate_range_start: count first, then the
+      // caches, before mmu_lock ([K3]).
+      if (counted) yield* mn_active_invalidate_count_inc(t, self.kvm);
+      if (counted || mode === 'uncounted') yield* self.invalidateGpc(t);
       yield* self.invalidate(t);
+      // As _range_end: the count drops only after kvm_mmu_invalidate_end bumped the seq.
+      if (counted) yield* mn_active_invalidate_count_dec(t, self.kvm);
       if (self.o.invalidateTakesResv) yield* dma_resv_unlock(t, resv);
     },
   );
@@ -129,6 +181,38 @@ class KvmImporter implements ImporterInstance {
     yield* kvm_mmu_invalidate_end(t, kvm);
     yield* write_unlock(t, kvm.mmu_lock);
   }
+
+  /** `gfn_to_pfn_cache_invalidate_start()` over the whole slot. */
+  private *invalidateGpc(t: Task): KGen {
+    const kvm = this.kvm;
+    yield* gfn_to_pfn_cache_invalidate_start(t, kvm, kvm.gfn(0), kvm.gfn(kvm.spt.entries.length));
+  }
+
+  /**
+   * `gpc_to_pfn()` for a gfn of the dma-buf memslot: find the slot, then the
+   * PFN through get_pfn as the fault does ([K4] 3). Called with the cache's
+   * refresh_lock held, its lock dropped, inside the caller's SRCU section.
+   */
+  gpc_to_pfn(t: Task, gpc: GfnToPfnCache): KGen<Result<PfnRef>> {
+    return KvmImporter.gpc_to_pfn_fn(t, this, gpc.page);
+  }
+
+  private static readonly gpc_to_pfn_fn = kfn('gpc_to_pfn', function* (t: Task, self: KvmImporter, page: number): KGen<
+    Result<PfnRef>
+  > {
+    yield t.at('__gfn_to_memslot', 'read', self.kvm.memslots);
+    const a = self.kvm.memslots.valid ? self.att : null;
+    if (!a) return -EFAULT;
+    let pfn: Result<PfnResult>;
+    if (self.o.getPfn === 'unlocked') {
+      pfn = yield* dma_buf_get_pfn_unlocked(t, a, page);
+    } else {
+      yield* dma_resv_lock(t, a.dmabuf.resv, null);
+      pfn = yield* dma_buf_get_pfn(t, a, page);
+      yield* dma_resv_unlock(t, a.dmabuf.resv);
+    }
+    return isErr(pfn) ? pfn : pfn.pfn;
+  });
 
   /** `kvm_vfio_dmabuf_bind()` ([K1]). */
   *attach(t: Task): KGen<number> {
@@ -155,6 +239,9 @@ class KvmImporter implements ImporterInstance {
     this.att = null;
     this.kvm.memslots.valid = false;
     yield* synchronize_srcu(t, this.kvm.srcu);
+    // The memslot generation changed: no cache over the slot passes a check
+    // again (pfncache.ts folds that into an invalidation).
+    if (this.gpc) yield* this.invalidateGpc(t);
     // kvm_arch_flush_shadow_memslot: zap the slot's SPTEs.
     yield* this.invalidate(t, true);
     yield* dma_buf_detach(t, this.env.buffer, a);
@@ -162,7 +249,9 @@ class KvmImporter implements ImporterInstance {
   }
 
   *teardown(t: Task): KGen {
-    // The VM is destroyed: its SPTEs go, then the slot is unbound.
+    // The VM is destroyed: its caches are deactivated (kvm_xen_destroy_vm,
+    // kvm_destroy_vcpus), its SPTEs go, then the slot is unbound.
+    if (this.gpc) yield* kvm_gpc_deactivate(t, this.gpc);
     yield* write_lock(t, this.kvm.mmu_lock);
     yield* kvm_unmap_gfn_range(t, this.kvm);
     yield* write_unlock(t, this.kvm.mmu_lock);
@@ -172,6 +261,10 @@ class KvmImporter implements ImporterInstance {
   readonly ops = {
     access: (t: Task, args: OpArgs) => KvmImporter.kops.access(t, this, args),
     fault: (t: Task, args: OpArgs) => KvmImporter.kops.fault(t, this, args),
+    gpc_activate: (t: Task, args: OpArgs) => KvmImporter.kops.gpc_activate(t, this, args),
+    gpc_refresh: (t: Task) => KvmImporter.kops.gpc_refresh(t, this),
+    gpc_access: (t: Task, args: OpArgs) => KvmImporter.kops.gpc_access(t, this, args),
+    gpc_deactivate: (t: Task) => KvmImporter.kops.gpc_deactivate(t, this),
   };
 
   /** The ops as kernel functions, made once for the class: made per instance, they would be made in every execution. */
@@ -182,7 +275,51 @@ class KvmImporter implements ImporterInstance {
     fault: kfn('kvm_vcpu_fault', (t: Task, self: KvmImporter, args: OpArgs) =>
       self.access(t, Number(args.page), false),
     ),
+    /**
+     * The guest enables kvmclock (MSR_KVM_SYSTEM_TIME): the vCPU's pv_time
+     * cache is activated for the page, inside kvm->srcu.
+     */
+    gpc_activate: kfn('kvm_write_system_time', function* (t: Task, self: KvmImporter, args: OpArgs): KGen {
+      if (!self.gpc) return;
+      const idx = yield* srcu_read_lock(t, self.kvm.srcu);
+      yield* kvm_gpc_activate(t, self.gpc, Number(args.page));
+      yield* srcu_read_unlock(t, self.kvm.srcu, idx);
+    }),
+    gpc_refresh: (t: Task, self: KvmImporter) => gpcRefreshOp(t, self),
+    gpc_access: kfn('kvm_setup_guest_pvclock', (t: Task, self: KvmImporter, args: OpArgs) =>
+      self.gpcAccess(t, args.drop_lock === true),
+    ),
+    gpc_deactivate: (t: Task, self: KvmImporter) => gpcDeactivateOp(t, self),
   };
+
+  /**
+   * A host write through the cache, as `kvm_setup_guest_pvclock()` does
+   * (vCPU context, inside kvm->srcu): `read_lock(&gpc->lock)`; while the
+   * check fails, unlock, refresh (give up on error), re-lock; write through
+   * `khva`; unlock ([K3]). `dropLock` is the bug of unlocking before the
+   * write.
+   */
+  private *gpcAccess(t: Task, dropLock: boolean): KGen {
+    const gpc = this.gpc;
+    if (!gpc) return;
+    const idx = yield* srcu_read_lock(t, this.kvm.srcu);
+    yield* read_lock(t, gpc.lock);
+    let locked = true;
+    while (!kvm_gpc_check(t, gpc)) {
+      yield* read_unlock(t, gpc.lock);
+      locked = false;
+      if ((yield* kvm_gpc_refresh(t, gpc)) !== 0) break;
+      yield* read_lock(t, gpc.lock);
+      locked = true;
+    }
+    if (locked) {
+      const khva = gpc.khva;
+      if (dropLock) yield* read_unlock(t, gpc.lock);
+      if (khva) yield* gpc_access_khva(t, khva, 'kvm_setup_guest_pvclock');
+      if (!dropLock) yield* read_unlock(t, gpc.lock);
+    }
+    yield* srcu_read_unlock(t, this.kvm.srcu, idx);
+  }
 
   /**
    * The guest accesses `page` (`touch`), or only takes the fault: re-enters
@@ -253,6 +390,18 @@ class KvmImporter implements ImporterInstance {
   }
 }
 
+/** An explicit `kvm_gpc_refresh()` (inside kvm->srcu, as every caller is). */
+function* gpcRefreshOp(t: Task, self: KvmImporter): KGen {
+  if (!self.gpc) return;
+  const idx = yield* srcu_read_lock(t, self.kvm.srcu);
+  yield* kvm_gpc_refresh(t, self.gpc);
+  yield* srcu_read_unlock(t, self.kvm.srcu, idx);
+}
+
+function* gpcDeactivateOp(t: Task, self: KvmImporter): KGen {
+  if (self.gpc) yield* kvm_gpc_deactivate(t, self.gpc);
+}
+
 export const kvm = defineImporter({
   name: 'kvm',
   summary: 'a faultable secondary MMU using get_pfn ([K1]-[K5])',
@@ -298,10 +447,33 @@ export const kvm = defineImporter({
       late: true,
       doc: 'a confidential guest (TDX TD): the SPTEs are its secure EPT, the only host-side table that may map private MMIO ([K8])',
     },
+    pfn_cache: {
+      type: 'enum',
+      values: PFN_CACHE_MODES,
+      default: 'none',
+      late: true,
+      doc: 'a gfn→pfn cache over a page of the slot (the gpc_* ops): checked (the mmu-notifier protocol: count, invalidate the cache, zap, seq++, count--; refresh retries), no_retry (refresh publishes without mmu_notifier_retry_cache), no_invalidate (the invalidate callback leaves the cache valid), uncounted (the callback invalidates the cache before the seq bump without raising mn_active_invalidate_count); none: no cache ([K3])',
+    },
   },
   ops: {
     access: { doc: 'the guest touches a page; faults it in through get_pfn when no SPTE maps it', args: PAGE_ARG },
     fault: { doc: 'a guest fault on a page (installs the SPTE, no access)', args: PAGE_ARG },
+    gpc_activate: {
+      doc: 'kvm_gpc_activate: put the gfn→pfn cache on the VM list, mark it active, refresh it for a page (needs pfn_cache)',
+      args: PAGE_ARG,
+    },
+    gpc_refresh: { doc: 'kvm_gpc_refresh: re-resolve and re-map the cache if it is invalid (needs pfn_cache)' },
+    gpc_access: {
+      doc: 'kvm_setup_guest_pvclock: read_lock(gpc->lock), check/refresh loop, write through khva, unlock (needs pfn_cache)',
+      args: {
+        drop_lock: {
+          type: 'boolean',
+          default: false,
+          doc: 'the bug: drop gpc->lock after the check, before the write',
+        },
+      },
+    },
+    gpc_deactivate: { doc: 'kvm_gpc_deactivate: inactive, off the list, unmapped (needs pfn_cache)' },
   },
   checkOptions(o) {
     if (o.hold_resv_across_install === true && o.get_pfn !== 'locked') {
@@ -309,6 +481,12 @@ export const kvm = defineImporter({
         option: 'hold_resv_across_install',
         message: 'hold_resv_across_install: true needs get_pfn: locked (the unlocked call drops resv itself)',
       };
+    }
+    return null;
+  },
+  checkOp(o, op) {
+    if (GPC_OPS.includes(op) && (o.pfn_cache ?? 'none') === 'none') {
+      return `needs a gfn→pfn cache: set the option pfn_cache (checked, no_retry, no_invalidate or uncounted)`;
     }
     return null;
   },

@@ -17,6 +17,7 @@ import { tableSlots } from '../memory.ts';
 import type { Translation } from '../page-alloc.ts';
 import { type KGen, KObject, type Task } from '../sched.ts';
 import { SrcuStruct } from '../srcu.ts';
+import type { KvmGpcList } from './pfncache.ts';
 
 export const INVALID_GPA = -1;
 
@@ -90,6 +91,11 @@ export class Kvm {
    * which may map private MMIO of a device assigned to it (TDISP, [K8]).
    */
   secureEpt = false;
+  /**
+   * `kvm->gpc_list` and `mn_active_invalidate_count` (pfncache.ts): made by
+   * `kvm_gpc_list_init()` only for a VM that has gfn→pfn caches.
+   */
+  gpcs: KvmGpcList | null = null;
 
   constructor(
     k: Kernel,
