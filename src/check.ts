@@ -4,6 +4,7 @@
  * use it.
  */
 import type { Finding } from './checkers/finding.ts';
+import type { Runaway } from './explorer/execution.ts';
 import {
   type Counterexample,
   type ExploreOptions,
@@ -59,6 +60,8 @@ export interface CheckResult {
   readonly wanted: Counterexample | null;
   readonly stats: CheckStats;
   readonly stopped: StopReason | null;
+  /** The thread that ran away (its op threw, or ran into the step bound): not a finding, the verdict is unknown. */
+  readonly runaway: Runaway | null;
   readonly strategy: Strategy;
   /** With `count`: the Mazurkiewicz traces among the executions (src/explorer/mazurkiewicz.ts). */
   readonly count?: TraceCount;
@@ -149,6 +152,7 @@ export function checkResult(
       ...extra,
     },
     stopped: r.stopped,
+    runaway: r.runaway,
     strategy,
     ...(count ? { count } : {}),
   };

@@ -14,7 +14,28 @@ import { type KGen, runnable, type Task } from '../kernel/sched.ts';
 import type { Program } from './program.ts';
 import { encodeToken } from './token.ts';
 
-export type ExecStatus = 'complete' | 'deadlock' | 'abandoned' | 'setup-failed' | 'step-limit';
+export type ExecStatus = 'complete' | 'deadlock' | 'abandoned' | 'setup-failed' | 'step-limit' | 'driver-error';
+
+/**
+ * A thread that ran away: its op threw (`driver-error`: a bug in a driver
+ * module, or in the model, never a finding about the modelled kernel) or it
+ * was still running at the step bound (`step-limit`: an op that yields for
+ * ever, or a scenario whose executions are longer than the bound).
+ */
+export interface Runaway {
+  readonly kind: 'driver-error' | 'step-limit';
+  /** The thread (`setup` and `teardown` included) and the op it was running ("x.go"). */
+  readonly thread: string;
+  readonly op: string;
+  /** Steps of the execution so far. */
+  readonly steps: number;
+  /** What was thrown (its message), or why the run stopped. */
+  readonly message: string;
+  /** The thrown error's stack (the driver's own), or null. */
+  readonly stack: string | null;
+  /** The kernel call stack of the thread when it ran away, outermost first. */
+  readonly kstack: readonly string[];
+}
 
 /** What a source sees when asked for the next thread. */
 export interface ExecState {
@@ -48,6 +69,8 @@ export interface ExecResult {
   /** Changes of the running thread. */
   readonly switches: number;
   readonly kernel: Kernel;
+  /** Set with status `driver-error` and `step-limit`: which thread ran away, and how. */
+  readonly runaway?: Runaway;
 }
 
 export interface ExecOptions {
@@ -63,18 +86,47 @@ export interface ExecOptions {
 
 const DEFAULT_MAX_STEPS = 100_000;
 
+/** Thrown by a thread's generator: carried out of the step loop to the execution's result. */
+class ThreadThrew {
+  constructor(
+    readonly task: Task,
+    readonly error: unknown,
+  ) {}
+}
+
 function stepOnce(k: Kernel, t: Task, observer: StepObserver | undefined): void {
   if (observer) observer.beforeStep(k, t);
   k.step++;
-  const r = (t.gen as KGen).next();
+  let r: IteratorResult<unknown, unknown>;
+  try {
+    r = (t.gen as KGen).next();
+  } catch (e) {
+    throw new ThreadThrew(t, e);
+  }
   if (r.done) t.done = true;
   if (observer) observer.afterStep(k, t);
 }
 
 function prime(t: Task, gen: KGen): void {
   t.gen = gen;
-  const r = gen.next();
+  let r: IteratorResult<unknown, unknown>;
+  try {
+    r = gen.next();
+  } catch (e) {
+    throw new ThreadThrew(t, e);
+  }
   if (r.done) t.done = true;
+}
+
+function runawayOf(k: Kernel, t: Task, kind: Runaway['kind'], message: string, stack: string | null): Runaway {
+  return { kind, thread: t.name, op: t.op, steps: k.step, message, stack, kstack: t.stack.slice() };
+}
+
+/** The runaway record of what a thread threw. */
+function thrown(k: Kernel, x: ThreadThrew): Runaway {
+  const e = x.error;
+  const message = e instanceof Error ? `${e.name}: ${e.message}` : `threw ${String(e)}`;
+  return runawayOf(k, x.task, 'driver-error', message, e instanceof Error ? (e.stack ?? null) : null);
 }
 
 /**
@@ -91,16 +143,22 @@ function advanceClock(k: Kernel, blocked: readonly Task[]): boolean {
   return true;
 }
 
-/** Runs one task alone to its end; false when it blocked (the rest is stuck). */
-function runAlone(k: Kernel, t: Task, gen: KGen, observer: StepObserver | undefined, maxSteps: number): boolean {
+/** Runs one task alone to its end: 'done', 'blocked' (the rest is stuck) or 'limit' (the step bound). */
+function runAlone(
+  k: Kernel,
+  t: Task,
+  gen: KGen,
+  observer: StepObserver | undefined,
+  maxSteps: number,
+): 'done' | 'blocked' | 'limit' {
   prime(t, gen);
   let n = 0;
   while (!t.done) {
-    if (!runnable(t) && !(advanceClock(k, [t]) && runnable(t))) return false;
-    if (++n > maxSteps) return false;
+    if (!runnable(t) && !(advanceClock(k, [t]) && runnable(t))) return 'blocked';
+    if (++n > maxSteps) return 'limit';
     stepOnce(k, t, observer);
   }
-  return true;
+  return 'done';
 }
 
 export function runExecution(program: Program, source: ChoiceSource, opts: ExecOptions = {}): ExecResult {
@@ -112,15 +170,19 @@ export function runExecution(program: Program, source: ChoiceSource, opts: ExecO
   const schedule: number[] = [];
   let preemptions = 0;
   let switches = 0;
-  const finish = (status: ExecStatus): ExecResult => {
+  const threads: Task[] = [];
+  const state = { threads, depth: 0, last: -1 };
+  /** Whether the threads are being interleaved (the source expects its `finish`). */
+  let interleaving = false;
+  const finish = (status: ExecStatus, runaway?: Runaway): ExecResult => {
     // Lockdep edges this execution added can be replayed from its token.
     if (k.newEdges.length > 0) {
       const token = encodeToken(program.hash, schedule);
       for (const e of k.newEdges) e.token = token;
     }
-    return finished(status);
+    return finished(status, runaway);
   };
-  const finished = (status: ExecStatus): ExecResult => ({
+  const finished = (status: ExecStatus, runaway?: Runaway): ExecResult => ({
     status,
     findings: k.findings,
     schedule,
@@ -128,72 +190,109 @@ export function runExecution(program: Program, source: ChoiceSource, opts: ExecO
     preemptions,
     switches,
     kernel: k,
+    ...(runaway ? { runaway } : {}),
   });
-
-  const setup = k.newTask('setup');
-  if (!runAlone(k, setup, world.setup(setup), observer, maxSteps)) {
-    reportDeadlock(k, [setup]);
-    return finish('setup-failed');
-  }
-  if (k.findings.length > 0) return finish('setup-failed');
-
-  const threads: Task[] = [];
-  for (let i = 0; i < program.threads.length; i++) {
-    const t = k.newTask(program.threads[i] as string);
-    threads.push(t);
-  }
-  for (let i = 0; i < threads.length; i++) {
-    const t = threads[i] as Task;
-    prime(t, world.thread(i, t));
+  try {
+    return interleave();
+  } catch (e) {
+    if (!(e instanceof ThreadThrew)) throw e;
+    if (interleaving) source.finish?.(state);
+    return finish('driver-error', thrown(k, e));
   }
 
-  const state = { threads, depth: 0, last: -1 };
-  const n = threads.length;
-  for (;;) {
-    let enabled = 0;
-    let unfinished = 0;
-    for (let i = 0; i < n; i++) {
-      const t = threads[i] as Task;
-      if (t.done) continue;
-      unfinished++;
-      if (runnable(t)) enabled |= 1 << i;
+  function interleave(): ExecResult {
+    const setup = k.newTask('setup');
+    const set = runAlone(k, setup, world.setup(setup), observer, maxSteps);
+    if (set === 'limit') return finish('step-limit', limitOf(k, setup, maxSteps));
+    if (set === 'blocked') {
+      reportDeadlock(k, [setup]);
+      return finish('setup-failed');
     }
-    if (enabled === 0) {
-      if (unfinished === 0) break;
-      if (advanceClock(k, threads)) continue;
-      source.finish?.(state);
-      reportDeadlock(
-        k,
-        threads.filter((t) => !t.done),
-      );
+    if (k.findings.length > 0) return finish('setup-failed');
+
+    for (let i = 0; i < program.threads.length; i++) {
+      const t = k.newTask(program.threads[i] as string);
+      threads.push(t);
+    }
+    for (let i = 0; i < threads.length; i++) {
+      const t = threads[i] as Task;
+      prime(t, world.thread(i, t));
+    }
+
+    const n = threads.length;
+    interleaving = true;
+    for (;;) {
+      let enabled = 0;
+      let unfinished = 0;
+      for (let i = 0; i < n; i++) {
+        const t = threads[i] as Task;
+        if (t.done) continue;
+        unfinished++;
+        if (runnable(t)) enabled |= 1 << i;
+      }
+      if (enabled === 0) {
+        if (unfinished === 0) break;
+        if (advanceClock(k, threads)) continue;
+        source.finish?.(state);
+        reportDeadlock(
+          k,
+          threads.filter((t) => !t.done),
+        );
+        return finish('deadlock');
+      }
+      if (state.depth >= maxSteps) {
+        // No source.finish: the search stops at a runaway execution (and a race analysis over this many steps would be its slowest part).
+        return finish('step-limit', limitOf(k, longest(threads, schedule), maxSteps));
+      }
+      const c = source.choose(state, enabled);
+      if (c < 0) {
+        source.finish?.(state);
+        return finish('abandoned');
+      }
+      if (state.last >= 0 && c !== state.last) {
+        switches++;
+        if (enabled & (1 << state.last)) preemptions++;
+      }
+      schedule.push(c);
+      state.depth++;
+      state.last = c;
+      stepOnce(k, threads[c] as Task, observer);
+    }
+
+    interleaving = false;
+    source.finish?.(state);
+    const down = k.newTask('teardown');
+    const td = runAlone(k, down, world.teardown(down), observer, maxSteps);
+    if (td === 'limit') return finish('step-limit', limitOf(k, down, maxSteps));
+    if (td === 'blocked') {
+      reportDeadlock(k, [down]);
       return finish('deadlock');
     }
-    if (state.depth >= maxSteps) {
-      source.finish?.(state);
-      return finish('step-limit');
-    }
-    const c = source.choose(state, enabled);
-    if (c < 0) {
-      source.finish?.(state);
-      return finish('abandoned');
-    }
-    if (state.last >= 0 && c !== state.last) {
-      switches++;
-      if (enabled & (1 << state.last)) preemptions++;
-    }
-    schedule.push(c);
-    state.depth++;
-    state.last = c;
-    stepOnce(k, threads[c] as Task, observer);
+    return finish('complete');
   }
+}
 
-  source.finish?.(state);
-  const down = k.newTask('teardown');
-  if (!runAlone(k, down, world.teardown(down), observer, maxSteps)) {
-    reportDeadlock(k, [down]);
-    return finish('deadlock');
+/** The step-bound record: the thread that was still running. */
+function limitOf(k: Kernel, t: Task, maxSteps: number): Runaway {
+  return runawayOf(
+    k,
+    t,
+    'step-limit',
+    `still running after ${maxSteps} steps (an op that never returns, or an execution longer than the step bound)`,
+    null,
+  );
+}
+
+/** The unfinished thread that ran the most steps of `schedule`. */
+function longest(threads: readonly Task[], schedule: readonly number[]): Task {
+  const counts = new Array<number>(threads.length).fill(0);
+  for (const c of schedule) counts[c] = (counts[c] ?? 0) + 1;
+  let best = -1;
+  for (let i = 0; i < threads.length; i++) {
+    if ((threads[i] as Task).done) continue;
+    if (best < 0 || (counts[i] as number) > (counts[best] as number)) best = i;
   }
-  return finish('complete');
+  return threads[Math.max(best, 0)] as Task;
 }
 
 /** Every unfinished thread is blocked: report who waits for what, held by whom. */

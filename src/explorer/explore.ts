@@ -29,7 +29,7 @@ import type { KernelConfig, StepObserver } from '../kernel/kernel.ts';
 import { PreemptionBoundedDfs } from './bounded.ts';
 import { SleepSetDfs } from './dfs.ts';
 import { DporSource } from './dpor.ts';
-import { type ChoiceSource, type ExecResult, runExecution } from './execution.ts';
+import { type ChoiceSource, type ExecResult, type Runaway, runExecution } from './execution.ts';
 import { OptimalDporSource } from './optimal.ts';
 import { Pct, pctHitProbability } from './pct.ts';
 import type { Program } from './program.ts';
@@ -42,7 +42,7 @@ import type { WorkUnit } from './units.ts';
 
 export type Strategy = 'dfs' | 'optimal' | 'dpor' | 'sleep' | 'state' | 'naive' | 'random' | 'pct' | 'portfolio';
 export type Verdict = 'safe' | 'bug' | 'unknown';
-export type StopReason = 'max-executions' | 'timeout' | 'step-limit';
+export type StopReason = 'max-executions' | 'timeout' | 'step-limit' | 'driver-error';
 
 export interface ExploreOptions {
   readonly strategy?: Strategy;
@@ -159,6 +159,8 @@ export interface ExploreResult {
   readonly wanted: Counterexample | null;
   readonly stats: ExploreStats;
   readonly stopped: StopReason | null;
+  /** The first thread that ran away (threw, or ran into the step bound): the search stopped there. */
+  readonly runaway: Runaway | null;
 }
 
 const now = () => globalThis.performance.now();
@@ -190,6 +192,7 @@ interface Searcher {
   extra: number;
   extraSteps: number;
   stopped: StopReason | null;
+  runaway: Runaway | null;
 }
 
 function outOfTime(s: Searcher): boolean {
@@ -209,7 +212,8 @@ function searchFirst(s: Searcher, pred: Pred, budget: number): ExecResult | null
     s.extra++;
     s.extraSteps += r.steps;
     if (pred(r)) return r;
-    if (!src.advance() || outOfTime(s)) return null;
+    // A runaway execution did not finish its source's bookkeeping: stop here.
+    if (r.runaway || !src.advance() || outOfTime(s)) return null;
     if (i % 256 === 255) s.opts.onProgress?.({ executions: s.extra, steps: 0, phase: 'search' });
   }
   return null;
@@ -253,7 +257,7 @@ function minimise(s: Searcher, found: ExecResult, pred: Pred, budget: number): E
         hit = true;
         if (shorter(r, best)) best = r;
       }
-      if (spent >= budget || !src.advance() || outOfTime(s)) break;
+      if (r.runaway || spent >= budget || !src.advance() || outOfTime(s)) break;
       if (spent % 256 === 0) s.opts.onProgress?.({ executions: s.extra, steps: 0, phase: 'minimise' });
     }
     if (hit || s.stopped) break;
@@ -284,6 +288,7 @@ function newSearcher(program: Program, opts: ExploreOptions): Searcher {
     extra: 0,
     extraSteps: 0,
     stopped: null,
+    runaway: null,
   };
 }
 
@@ -358,9 +363,16 @@ export function explore(program: Program, opts: ExploreOptions = {}): ExploreRes
     stats.steps += r.steps;
     opts.onExecution?.(r);
     if (r.status === 'abandoned') stats.redundant++;
-    if (r.status === 'step-limit' && !s.stopped) s.stopped = 'step-limit';
     for (const f of r.findings) codes.add(f.code);
     if (r.findings.length > 0 && !found) found = r;
+    // A thread that threw or ran into the step bound ends the search: every
+    // further execution would run the same op (the verdict is unknown unless
+    // a finding came first).
+    if (r.runaway) {
+      s.runaway = r.runaway;
+      s.stopped = r.runaway.kind;
+      break;
+    }
     if (found && stopOnFinding) break;
     if (r.status === 'setup-failed') {
       stats.complete = true;
@@ -416,6 +428,7 @@ function conclude(s: Searcher, stats: ExploreStats, found: ExecResult | null, co
     wanted: wanted ? counterexample(program, wanted) : null,
     stats,
     stopped: verdict === 'bug' ? null : s.stopped,
+    runaway: s.runaway,
   };
 }
 
@@ -426,6 +439,8 @@ interface PartResult {
   readonly redundant: number;
   readonly complete: boolean;
   readonly stopped: StopReason | null;
+  /** The first runaway thread of the part's executions (the part stopped there). */
+  readonly runaway: Runaway | null;
   readonly codes: readonly FindingCode[];
   /** The first execution with a finding: its schedule, and the executions its lock-order findings need. */
   readonly found: { readonly schedule: readonly number[]; readonly requires: readonly string[] } | null;
@@ -482,6 +497,7 @@ export function exploreUnit(program: Program, unit: WorkUnit, opts: ExploreOptio
     fallbacks: r.stats.fallbacks,
     complete: r.stats.complete,
     stopped: r.stopped,
+    runaway: r.runaway,
     codes: r.stats.codes,
     found: f ? { schedule: [...f.schedule], requires } : null,
     edges,
@@ -528,6 +544,10 @@ export function combineUnits(
     stats.fallbacks += r.fallbacks;
     if (!r.complete) stats.complete = false;
     if (r.stopped && !s.stopped) s.stopped = r.stopped;
+    if (r.runaway && !s.runaway) {
+      s.runaway = r.runaway;
+      s.stopped = r.runaway.kind;
+    }
     for (const c of r.codes) codes.add(c);
   }
   const replay = (schedule: readonly number[], partial = false) => run(s, new Replay(schedule, partial));
@@ -587,7 +607,9 @@ export function chunkCount(opts: ExploreOptions = {}): number {
 
 /** Whether no chunk after this one counts (a finding that stops the search, setup failed, or a timeout). */
 export function chunkEnds(r: ChunkResult, opts: ExploreOptions = {}): boolean {
-  return (r.found !== null && (opts.stopOnFinding ?? true)) || r.complete || r.stopped === 'timeout';
+  return (
+    (r.found !== null && (opts.stopOnFinding ?? true)) || r.complete || r.stopped === 'timeout' || r.runaway !== null
+  );
 }
 
 /**
@@ -621,6 +643,7 @@ export function exploreChunk(program: Program, chunk: number, opts: ExploreOptio
     redundant: r.stats.redundant,
     complete: r.stats.complete,
     stopped: r.stopped,
+    runaway: r.runaway,
     codes: r.stats.codes,
     found: f ? { schedule: [...f.schedule], requires: lockOrderRequires(f) } : null,
     pctRuns,
@@ -670,6 +693,10 @@ export function combineChunks(
     if (r.found && !first) first = r;
     // The last chunk's stop (max-executions, timeout) wins, as in one sequential loop.
     if (r.stopped && (r.stopped !== 'step-limit' || !s.stopped)) s.stopped = r.stopped;
+    if (r.runaway && !s.runaway) {
+      s.runaway = r.runaway;
+      s.stopped = r.runaway.kind;
+    }
     if (r.complete) stats.complete = true;
     if (chunkEnds(r, opts)) break;
   }

@@ -42,6 +42,19 @@ export function resultJson(r: CheckResult) {
           }
         : {}),
     },
+    ...(r.runaway
+      ? {
+          runaway: {
+            kind: r.runaway.kind,
+            thread: r.runaway.thread,
+            op: r.runaway.op,
+            steps: r.runaway.steps,
+            message: r.runaway.message,
+            stack: r.runaway.stack,
+            kernel_stack: r.runaway.kstack,
+          },
+        }
+      : {}),
     ...(r.count
       ? {
           count: {

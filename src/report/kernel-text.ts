@@ -6,6 +6,7 @@
 
 import type { CheckResult, ReportedFinding } from '../check.ts';
 import type { Finding, HeldLockInfo, LockDependency, Origin, TranslationInfo } from '../checkers/finding.ts';
+import type { Runaway } from '../explorer/execution.ts';
 import { type Colors, NO_COLORS } from './colors.ts';
 
 const RULE = '==================================================================';
@@ -309,6 +310,29 @@ function verdictWord(r: CheckResult, c: Colors): string {
   return w === 'safe' ? c.green(w) : w === 'bug' ? c.red(w) : c.yellow(w);
 }
 
+/**
+ * A thread that ran away: not a finding about the modelled kernel but a
+ * driver (or model) that threw, or an op still running at the step bound.
+ * The thrown error's own stack is shown as it is, the driver's frames first.
+ */
+export function renderRunaway(w: Runaway, c: Colors = NO_COLORS): string {
+  const head =
+    w.kind === 'driver-error'
+      ? `  ${c.yellow('driver error')}: thread ${w.thread}${w.op ? ` (${w.op})` : ''} threw ${w.message} at step ${w.steps}; the search stopped (verdict unknown)`
+      : `  ${c.yellow('step limit')}: thread ${w.thread}${w.op ? ` (${w.op})` : ''} ${w.message}; the search stopped (verdict unknown)`;
+  const lines = [head];
+  if (w.kstack.length) lines.push(`    in ${w.kstack.slice().reverse().join(' ← ')}`);
+  if (w.stack) {
+    // The driver's (and the model's) frames: up to where dmabuf-check's scenario runner called the op.
+    for (const l of w.stack.split('\n').slice(1)) {
+      const t = l.trim();
+      if (/^at ScenarioWorld\.|[\\/]src[\\/]explorer[\\/]/.test(t)) break;
+      if (t && !t.endsWith('.next (<anonymous>)')) lines.push(`    ${t}`);
+    }
+  }
+  return lines.join('\n');
+}
+
 /** A scenario's result: one status line, then the counterexample's findings. */
 export function renderResult(r: CheckResult, ctx: ReportContext, c: Colors = NO_COLORS): string {
   const tag = r.met ? c.green('PASS') : c.red('FAIL');
@@ -317,7 +341,9 @@ export function renderResult(r: CheckResult, ctx: ReportContext, c: Colors = NO_
       ? 'counterexample found'
       : r.stats.complete
         ? 'every interleaving covered'
-        : `stopped: ${r.stopped ?? 'limit'}`;
+        : r.runaway
+          ? `stopped: ${r.runaway.kind === 'driver-error' ? 'driver error' : 'step limit'}`
+          : `stopped: ${r.stopped ?? 'limit'}`;
   const lines = [
     `${tag} ${r.name} (${ctx.file}): ${verdictWord(r, c)}, ${expectation(r)} — ${r.stats.executions} executions, ${r.stats.steps} steps, ${how}`,
   ];
@@ -337,6 +363,7 @@ export function renderResult(r: CheckResult, ctx: ReportContext, c: Colors = NO_
       `  counterexample: ${cx.schedule.length} scheduled steps, ${cx.switches} context switch${cx.switches === 1 ? '' : 'es'} (${cx.preemptions} preemption${cx.preemptions === 1 ? '' : 's'}); findings: ${r.findings.map((f) => f.code).join(', ')}`,
     );
   }
+  if (r.runaway) lines.push(renderRunaway(r.runaway, c));
   if (r.expected?.finding && r.verdict === 'bug' && !r.met) {
     lines.push(`  no interleaving reached ${r.expected.finding} within the limits`);
   }
