@@ -23,6 +23,7 @@ import { replayToken } from '../trace/replay.ts';
 import { EXIT_BAD_INPUT, EXIT_NOT_MET, EXIT_OK } from './exit.ts';
 import { loadDriverModules, readScenarioText, scenarioFiles, UsageError } from './files.ts';
 import { formatReplay } from './format-replay.ts';
+import { handleSignals, interrupted } from './interrupt.ts';
 import type { OutputFlags } from './output-options.ts';
 import { CheckOutputs, replayHtml } from './outputs.ts';
 import { progressLine } from './progress.ts';
@@ -117,7 +118,14 @@ export async function runCheck(paths: string[], o: CheckCliOptions, handover?: H
   const out = o.mermaid ? process.stderr : process.stdout;
   const c = colors(o.color !== false && !o.json && out.isTTY === true && pc.isColorSupported);
   const progress = progressLine(process.stderr);
+  const unhandle = handleSignals();
+  let skipped = 0;
   for (const file of files) {
+    // Interrupted (Ctrl-C, SIGTERM): the scenarios after the current one are not checked.
+    if (interrupted()) {
+      skipped++;
+      continue;
+    }
     const name = shown(file);
     let text: string;
     try {
@@ -183,18 +191,20 @@ export async function runCheck(paths: string[], o: CheckCliOptions, handover?: H
       }
     }
   }
+  unhandle();
   const failed = results.filter((r) => !r.met).length;
   if (o.json) {
     process.stdout.write(`${JSON.stringify(documentJson(results, errors), null, 2)}\n`);
   } else {
     const parts = [`${results.length - failed} passed`, `${failed} failed`];
     if (errors.length) parts.push(`${errors.length} not checked (bad input)`);
+    if (skipped) parts.push(`${skipped} not checked (${interrupted()})`);
     out.write(
-      `\n${results.length + errors.length} scenario${results.length + errors.length === 1 ? '' : 's'}: ${parts.join(', ')}\n`,
+      `\n${results.length + errors.length + skipped} scenario${results.length + errors.length + skipped === 1 ? '' : 's'}: ${parts.join(', ')}\n`,
     );
   }
   if (errors.length) return EXIT_BAD_INPUT;
-  return failed ? EXIT_NOT_MET : EXIT_OK;
+  return failed || skipped ? EXIT_NOT_MET : EXIT_OK;
 }
 
 export interface ReplayCliOptions extends OutputFlags {

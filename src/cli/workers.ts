@@ -22,7 +22,6 @@ import {
   type ChunkResult,
   chunkEnds,
   exploreParallel,
-  inProcessRunner,
   SMALL_FIRST,
   type UnitResult,
   type UnitRunner,
@@ -33,6 +32,7 @@ import { compile } from '../scenario/compile.ts';
 import { ScenarioError } from '../scenario/errors.ts';
 import { loadScenario } from '../scenario/load-yaml.ts';
 import { loadDriverModules } from './files.ts';
+import { interrupted, onInterrupt } from './interrupt.ts';
 import { UsageError } from './usage-error.ts';
 import type { FromWorker, ToWorker, UnitRunOptions, WorkerError, WorkerInit } from './worker.ts';
 
@@ -95,9 +95,18 @@ export async function exploreSplit(
   const name = source.name ?? file;
   const program = source.program ?? (await compileFile(file, name, text));
   const init: WorkerInit = { dmabufCheckWorker: 1, file, name, text };
-  const runner = n === 1 ? inProcessRunner(program) : threadRunner(init, n);
-  const r = await exploreParallel(program, opts, runner, source.smallFirst ?? SMALL_FIRST);
-  return { result: r.result, ...(r.split ? { split: r.split } : {}) };
+  // Even one worker is a thread: the main thread stays free for Ctrl-C and SIGTERM.
+  const runner = threadRunner(init, n);
+  const r = await exploreParallel(
+    program,
+    { ...opts, cancelled: () => interrupted() !== null },
+    runner,
+    source.smallFirst ?? SMALL_FIRST,
+  );
+  // Interrupted before the search decided: say so (a finding reached, or a search that ended, stands).
+  const result =
+    interrupted() && r.result.verdict === 'unknown' ? { ...r.result, stopped: 'interrupted' as const } : r.result;
+  return { result, ...(r.split ? { split: r.split } : {}) };
 }
 
 /** What crosses to a worker of the options. */
@@ -213,6 +222,7 @@ function pool<R>(
   return new Promise((resolve, reject) => {
     /** Each live worker and the task it is on (-1: none). */
     const busy = new Map<Worker, number>();
+    let unsubscribe = () => {};
     let next = 0;
     /** The first task known to end the search: no later one starts. */
     let cutoff = count;
@@ -226,10 +236,13 @@ function pool<R>(
     const end = (e: Error | null) => {
       if (ended) return;
       ended = true;
+      unsubscribe();
       for (const w of [...busy.keys()]) stop(w);
       if (e) reject(e);
       else resolve(results.map((r, i) => (i <= cutoff ? r : null)));
     };
+    // Ctrl-C / SIGTERM: stop every worker now; the tasks done so far are the result.
+    unsubscribe = onInterrupt(() => end(null));
     const give = (w: Worker) => {
       if (next < Math.min(count, cutoff + 1)) {
         const index = next++;

@@ -42,7 +42,7 @@ import type { WorkUnit } from './units.ts';
 
 export type Strategy = 'dfs' | 'optimal' | 'dpor' | 'sleep' | 'state' | 'naive' | 'random' | 'pct' | 'portfolio';
 export type Verdict = 'safe' | 'bug' | 'unknown';
-export type StopReason = 'max-executions' | 'timeout' | 'step-limit' | 'driver-error';
+export type StopReason = 'max-executions' | 'timeout' | 'step-limit' | 'driver-error' | 'interrupted';
 
 export interface ExploreOptions {
   readonly strategy?: Strategy;
@@ -51,6 +51,12 @@ export interface ExploreOptions {
   /** Stop when `now()` passes this value (milliseconds). */
   readonly deadline?: number;
   readonly now?: () => number;
+  /**
+   * Polled between executions (every 64) and between work units: true stops
+   * the search (`interrupted`, verdict unknown unless a finding came first).
+   * Not passed to worker threads: their pool is stopped by its owner.
+   */
+  readonly cancelled?: () => boolean;
   /** Seed of the random strategy. Default 1. */
   readonly seed?: number;
   /** Default true: stop at the first execution with a finding. */
@@ -383,6 +389,10 @@ export function explore(program: Program, opts: ExploreOptions = {}): ExploreRes
       break;
     }
     if (outOfTime(s)) break;
+    if ((stats.executions & 63) === 0 && opts.cancelled?.()) {
+      s.stopped = 'interrupted';
+      break;
+    }
     if ((stats.executions & 255) === 0)
       opts.onProgress?.({ executions: start + stats.executions, steps: stats.steps, phase: 'explore' });
   }

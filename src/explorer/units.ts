@@ -170,11 +170,20 @@ export interface ParallelResult {
 }
 
 /** Units and chunks explored here, one after the other (one worker: no thread needed). */
+/** With `cancelled`: lets the event loop run (timers, signal handlers), then asks it. */
+async function stopRequested(opts: ExploreOptions): Promise<boolean> {
+  if (!opts.cancelled) return false;
+  await new Promise((resolve) => setTimeout(resolve, 0));
+  return opts.cancelled();
+}
+
 export function inProcessRunner(program: Program): UnitRunner {
   return {
     async units(units, opts) {
       const results: (UnitResult | null)[] = units.map(() => null);
       for (const [i, u] of units.entries()) {
+        // A macrotask between units: a signal handler (or the page) can ask to stop.
+        if (await stopRequested(opts)) break;
         const r = exploreUnit(program, u, opts);
         results[i] = r;
         if (unitEnds(r, opts)) break;
@@ -185,6 +194,7 @@ export function inProcessRunner(program: Program): UnitRunner {
       const results: (ChunkResult | null)[] = [];
       for (let c = from; c < to; c++) results.push(null);
       for (let c = from; c < to; c++) {
+        if (await stopRequested(opts)) break;
         const r = exploreChunk(program, c, opts);
         results[c - from] = r;
         if (chunkEnds(r, opts)) break;
@@ -314,5 +324,11 @@ async function splitSearch(
     fallback = untrusted(results, opts);
     if (fallback) results = await runner.units(units, bySleepSets);
   }
-  return concludeSplit(program, units, results, opts, runner.workers(units.length), fallback);
+  const split = concludeSplit(program, units, results, opts, runner.workers(units.length), fallback);
+  // Stopped before the units decided: the executions done are at least those of the first run.
+  if (opts.cancelled?.() && !split.result.stats.complete && split.result.stats.executions < whole.stats.executions) {
+    split.result.stats.executions = whole.stats.executions;
+    split.result.stats.steps = whole.stats.steps;
+  }
+  return split;
 }
