@@ -10,12 +10,12 @@
 import { validate } from '../schema/validate.ts';
 import { TraceFormatError, TraceVersionError } from './errors.ts';
 import type { Trace } from './trace.ts';
-import { traceSchema } from './trace-schema.ts';
+import { traceShape } from './trace-schema.ts';
 import { TRACE_FORMAT, TRACE_VERSION } from './version.ts';
 
 export { TraceFormatError, TraceVersionError };
 
-let schema: ReturnType<typeof traceSchema> | null = null;
+let schema: ReturnType<typeof traceShape> | null = null;
 
 function shown(v: unknown): string {
   const s = v === undefined ? 'none' : JSON.stringify(v);
@@ -55,7 +55,7 @@ export function readTrace(doc: unknown, file: string): Trace {
       `not a dmabuf-check trace: "format" is ${shown(d.format)}, expected "${TRACE_FORMAT}" (a trace is what replay --json prints and --trace writes)`,
     );
   if (d.version !== TRACE_VERSION) throw new TraceVersionError(file, versionMessage(d, file), d.version, TRACE_VERSION);
-  schema ??= traceSchema();
+  schema ??= traceShape();
   const problems = validate(schema, doc, { max: 3 });
   if (problems.length)
     throw new TraceFormatError(file, `not a valid trace of format version ${TRACE_VERSION}: ${problems.join('; ')}`);

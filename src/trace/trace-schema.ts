@@ -31,9 +31,17 @@ function list(items: unknown, description?: string): SchemaObject {
   return { ...(description ? { description } : {}), type: 'array', items };
 }
 
+/** The published schema. */
 export function traceSchema(): SchemaObject {
+  return { $schema: JSON_SCHEMA_DIALECT, ...traceShape() };
+}
+
+/**
+ * The schema without `$schema`: what the loader checks with (the viewer page
+ * then holds no URL at all, not even the dialect's identifier).
+ */
+export function traceShape(): SchemaObject {
   return {
-    $schema: JSON_SCHEMA_DIALECT,
     title: `dmabuf-check trace (format version ${TRACE_VERSION})`,
     description:
       'One execution, step by step (docs/trace-format.md): what "dmabuf-check replay --json" prints and --trace writes. Written in src/trace/trace-schema.ts next to the trace types: do not edit. Objects are open: a field may be added within a version, and readers ignore fields they do not know.',

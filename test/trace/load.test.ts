@@ -192,7 +192,9 @@ describe('dmabuf-check show TRACE.json', () => {
     const h = runCli(['show', write('h.json', trace), '--html', html]);
     if (h.code === 2 && /run npm run build:web/.test(h.stderr)) return; // no built viewer here
     expect(h.code).toBe(0);
-    expect(readFileSync(html, 'utf8')).toContain('\\u003c');
+    expect(readFileSync(html, 'utf8')).toContain(
+      `${TRACE_OPEN}{"format":"${TRACE_FORMAT}","version":${TRACE_VERSION},`,
+    );
   });
 
   it('a trace of another version: exit 2, the file, the version found and the one supported', () => {
