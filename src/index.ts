@@ -62,11 +62,17 @@ export { type AccessKind, type KGen, KObject, kfn, SharedObject, type Step, Task
 export * from './kernel/sw-sync.ts';
 export * from './kernel/sync-file.ts';
 export * from './kernel/ww-mutex.ts';
-export { documentJson, resultJson } from './report/json.ts';
+export { documentJson, JSON_SCHEMA_VERSION, resultJson } from './report/json.ts';
 export { renderFinding, renderResult } from './report/kernel-text.ts';
+// JSON Schemas of the formats (published in schemas/).
+export { resultSchema } from './report/result-schema.ts';
 export { compile, scenarioHash } from './scenario/compile.ts';
 export { ScenarioError, type ScenarioIssue } from './scenario/errors.ts';
 export { driverModuleRefs, loadScenario } from './scenario/load-yaml.ts';
+export { scenarioSchema } from './scenario/schema.ts';
 export type { ScenarioSpec } from './scenario/spec.ts';
+// Reading a trace back: format and version checked (TraceVersionError for another version).
+export { parseTrace, readTrace, TraceFormatError, TraceVersionError } from './trace/load.ts';
 export { replayToken } from './trace/replay.ts';
 export { TRACE_FORMAT, TRACE_VERSION, type Trace, type TraceStep } from './trace/trace.ts';
+export { traceSchema } from './trace/trace-schema.ts';

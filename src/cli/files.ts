@@ -2,7 +2,7 @@
  * File-system access for the command line: expanding paths to scenario
  * files, reading them, and loading driver modules named by a scenario.
  */
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { readdirSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { DriverDef } from '../drivers/driver.ts';
@@ -20,7 +20,7 @@ export function scenarioFiles(paths: readonly string[]): string[] {
     try {
       st = statSync(p);
     } catch {
-      const cmd = nearest(p, ['replay', 'check']);
+      const cmd = nearest(p, ['replay', 'check', 'show']);
       throw new UsageError(
         `${p}: no such file or directory${cmd ? ` (a scenario file or directory is expected here; did you mean the command "${cmd}"?)` : ''}`,
       );
@@ -94,9 +94,21 @@ function isDriverDef(x: unknown): x is DriverDef {
   return false;
 }
 
+/** `file:`, `data:`, `http:`, `node:`, a drive letter: not a path relative to the scenario. */
+const URL_LIKE = /^[A-Za-z][A-Za-z0-9+.-]*:/;
+
+/** Whether `p` is `dir` or inside it. */
+function inside(dir: string, p: string): boolean {
+  const rel = path.relative(dir, p);
+  return rel === '' || !(rel === '..' || rel.startsWith(`..${path.sep}`) || path.isAbsolute(rel));
+}
+
 /**
  * Loads the driver modules a scenario names. A module path is relative to
- * the scenario file and must stay inside the scenario's directory tree.
+ * the scenario file and must stay inside the scenario's directory tree, also
+ * once symbolic links are resolved; a URL, an absolute path or a package name
+ * is never imported. (What a module allowed here imports itself is its own
+ * business: the check is on the file the scenario names.)
  */
 export async function loadDriverModules(file: string, text: string): Promise<Map<string, DriverDef>> {
   const modules = new Map<string, DriverDef>();
@@ -104,27 +116,45 @@ export async function loadDriverModules(file: string, text: string): Promise<Map
   const dir = path.dirname(path.resolve(file));
   for (const { ref, line, col } of driverModuleRefsAt(text)) {
     const issue = (message: string) => issues.push({ file, line, col, message });
+    if (URL_LIKE.test(ref)) {
+      issue(
+        `driver module "${ref}": a URL is not loaded; give a path relative to the scenario file, inside its directory ("./my-driver.ts")`,
+      );
+      continue;
+    }
     if (path.isAbsolute(ref)) {
       issue(`driver module "${ref}": give a path relative to the scenario file ("./${path.basename(ref)}")`);
       continue;
     }
     const abs = path.resolve(dir, ref);
     const rel = path.relative(dir, abs);
-    if (rel.startsWith('..') || path.isAbsolute(rel)) {
-      issue(
-        `driver module "${ref}" is outside the scenario's directory; a scenario may only run modules from its own directory tree`,
-      );
+    const outside = `driver module "${ref}" is outside the scenario's directory; a scenario may only run modules from its own directory tree`;
+    if (!inside(dir, abs)) {
+      issue(outside);
       continue;
     }
-    let mod: Record<string, unknown>;
+    let real: string;
     try {
-      statSync(abs);
+      if (!statSync(abs).isFile()) throw new Error('not a file');
+      real = realpathSync(abs);
     } catch {
       issue(`driver module "${ref}" not found (looked for ${rel})`);
       continue;
     }
+    // A symbolic link (the file or a directory on the way) may lead out of the tree.
+    let realDir: string;
     try {
-      mod = await importModule(abs);
+      realDir = realpathSync(dir);
+    } catch {
+      realDir = dir;
+    }
+    if (!inside(realDir, real)) {
+      issue(`${outside} (through a symbolic link, ${rel} is ${real})`);
+      continue;
+    }
+    let mod: Record<string, unknown>;
+    try {
+      mod = await importModule(real);
     } catch (e) {
       issue(`driver module "${ref}" failed to load: ${loadErrorText(e)}`);
       continue;

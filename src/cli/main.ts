@@ -1,6 +1,7 @@
 /**
  * The command line: `dmabuf-check [PATH…]` checks scenarios,
- * `dmabuf-check replay FILE --token T` re-runs one interleaving.
+ * `dmabuf-check replay FILE --token T` re-runs one interleaving,
+ * `dmabuf-check show TRACE.json` prints a saved trace.
  *
  * Exit status: 0 every scenario met its expectation; 1 some did not; 2 bad
  * input (scenario, token, argument); 3 internal error.
@@ -10,6 +11,7 @@ import { NondeterminismError } from '../explorer/dfs.ts';
 import { ReplayMismatchError } from '../explorer/replay.ts';
 import { TokenError } from '../explorer/token.ts';
 import { ScenarioError } from '../scenario/errors.ts';
+import { TraceFormatError } from '../trace/errors.ts';
 import type { CheckCliOptions, Handover, ReplayCliOptions } from './commands.ts';
 import { EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_OK } from './exit.ts';
 import { addCheckOutputOptions, addReplayOutputOptions } from './output-options.ts';
@@ -96,6 +98,16 @@ function buildProgram(setExit: (code: number) => void, handover: Handover | unde
   addReplayOutputOptions(replay).action(async (file: string, o: ReplayCliOptions) =>
     setExit(await (await import('./commands.ts')).runReplay(file, o, handover)),
   );
+  program
+    .command('show')
+    .description('print a saved trace (replay --trace, check --trace, the playground) without the scenario')
+    .argument('<trace>', 'the trace file (JSON)')
+    .option('--html <file>', 'also write the trace as one self-contained HTML page (the trace viewer)')
+    .option('--mermaid', 'print the trace as a Mermaid sequenceDiagram instead of the step list')
+    .option('--no-color', 'no colours even on a terminal')
+    .action(async (file: string, o: import('./show.ts').ShowCliOptions) =>
+      setExit((await import('./show.ts')).runShow(file, o)),
+    );
   registerPlayground(program, setExit);
   return program;
 }
@@ -126,7 +138,8 @@ export async function main(argv: readonly string[], handover?: Handover): Promis
       e instanceof UsageError ||
       e instanceof TokenError ||
       e instanceof ReplayMismatchError ||
-      e instanceof NondeterminismError
+      e instanceof NondeterminismError ||
+      e instanceof TraceFormatError
     ) {
       process.stderr.write(`dmabuf-check: ${e.message}\n`);
       return EXIT_BAD_INPUT;

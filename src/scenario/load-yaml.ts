@@ -40,8 +40,13 @@ import type {
 
 export const MAX_PAGES = 64;
 export const MAX_SCENARIO_BYTES = 1 << 20;
-const NAME_RE = /^[a-z0-9-]+$/;
-const OBJECT_RE = /^[A-Za-z][A-Za-z0-9_-]*$/;
+/** A scenario's name. */
+export const NAME_RE = /^[a-z0-9-]+$/;
+/** A buffer, importer or thread name. */
+export const OBJECT_RE = /^[A-Za-z][A-Za-z0-9_-]*$/;
+/** `explore:` limits. */
+export const MAX_EXPLORE_EXECUTIONS = 1_000_000_000;
+export const MAX_SEED = 2 ** 32 - 1;
 
 /** A driver reference that names a module (a relative path), not a built-in. */
 export function isModuleRef(ref: string): boolean {
@@ -271,7 +276,7 @@ interface Broken {
   all: boolean;
 }
 
-const TOP_KEYS = ['name', 'description', 'buffers', 'importers', 'threads', 'expect', 'explore'] as const;
+export const TOP_KEYS = ['name', 'description', 'buffers', 'importers', 'threads', 'expect', 'explore'] as const;
 
 function validate(c: Ctx, root: unknown, modules: ReadonlyMap<string, DriverDef>): ScenarioSpec | null {
   if (root === null || root === undefined) {
@@ -454,7 +459,8 @@ function bufferSpec(c: Ctx, p: Pair<Scalar, Node>, modules: ReadonlyMap<string, 
   return { name, exporter, exporterRef: ref, pages, options };
 }
 
-const ATTACH_OPTION: Readonly<Record<string, OptionSpec>> = {
+/** The option every importer has besides its driver's. */
+export const ATTACH_OPTION: Readonly<Record<string, OptionSpec>> = {
   attach: {
     type: 'enum',
     values: ['auto', 'manual'],
@@ -524,7 +530,8 @@ function importerSpec(
   return { name, driver, driverRef: ref, buffer: bufName, options: driverOptions, manual };
 }
 
-const MM_OPS: Readonly<Record<string, Readonly<Record<string, ArgSpec>>>> = {
+/** The ops of `mm` (`buffer`: one of the scenario's buffers). */
+export const MM_OPS: Readonly<Record<string, Readonly<Record<string, ArgSpec>>>> = {
   alloc: {
     pages: { type: 'int', min: 1, max: MAX_PAGES, default: 1 },
     buffer: { type: 'enum', values: [] },
@@ -779,7 +786,7 @@ function exploreSpec(c: Ctx, node: unknown): ExploreSpec {
   if (!f) return out;
   const m = f.get('max_executions');
   if (m) {
-    const v = intValue(c, m.value, 'explore.max_executions', 1, 1_000_000_000);
+    const v = intValue(c, m.value, 'explore.max_executions', 1, MAX_EXPLORE_EXECUTIONS);
     if (v !== null) out.max_executions = v;
   }
   const s = f.get('strategy');
@@ -790,7 +797,7 @@ function exploreSpec(c: Ctx, node: unknown): ExploreSpec {
   }
   const sd = f.get('seed');
   if (sd) {
-    const v = intValue(c, sd.value, 'explore.seed', 0, 2 ** 32 - 1);
+    const v = intValue(c, sd.value, 'explore.seed', 0, MAX_SEED);
     if (v !== null) out.seed = v;
   }
   return out;

@@ -6,11 +6,10 @@
 import type { Finding } from '../checkers/finding.ts';
 import type { Kernel, StepObserver } from '../kernel/kernel.ts';
 import type { AccessKind, Task } from '../kernel/sched.ts';
+import { TRACE_FORMAT, TRACE_VERSION } from './version.ts';
 import { type WorldState, worldState } from './world.ts';
 
-export const TRACE_FORMAT = 'dmabuf-check-trace';
-/** 2: every step carries the whole machine's state after it (`world`). */
-export const TRACE_VERSION = 2;
+export { TRACE_FORMAT, TRACE_VERSION };
 
 export interface TraceAccess {
   readonly object: string;

@@ -165,6 +165,22 @@ describe.skipIf(!HAVE_CHROMIUM)('playground (Chromium)', () => {
     await page.screenshot({ path: path.join(ARTIFACTS, 'playground-markup.png'), fullPage: true });
   });
 
+  test('javascript: URLs in a scenario stay text: no link, no navigation (issue 7 item 6)', async () => {
+    const js = 'javascript:window.__xss=3';
+    const description = `${js} <a href="${js}">x</a> [y](${js})`;
+    expect(await paste(XSS_GOOD_YAML.replace(/^description: .*$/m, `description: '${description}'`))).toBe(true);
+    expect(await page.getByTestId('scenario-description').textContent()).toBe(description);
+    const url = page.url();
+    await page.getByTestId('scenario-description').click();
+    expect(await checkAndWait()).toBe('safe');
+    const links = await page.evaluate(
+      `[...document.querySelectorAll('[href], [src], [action]')].filter((e) => /javascript:/i.test(e.outerHTML)).length`,
+    );
+    expect(links).toBe(0);
+    expect(page.url()).toBe(url);
+    expect(await page.evaluate('window.__xss')).toBeUndefined();
+  });
+
   test('Stop ends a long run with verdict unknown, never safe', async () => {
     expect(await paste(LONG_YAML)).toBe(true);
     await page.getByTestId('check').click();

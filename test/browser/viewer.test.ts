@@ -6,13 +6,14 @@
  * scenario whose names are markup (shown as text, nothing runs). Screenshots
  * go to ARTIFACTS.
  */
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { VIEWER_PAGE } from '../../src/cli/outputs.ts';
+import { embedTrace } from '../../src/report/html-embed.ts';
 import type { Trace } from '../../src/trace/trace.ts';
 import { runCli } from '../helpers.ts';
 import { ARG_VALUE, LOCK_NAME, STEP_NAME } from '../report/fixtures/markup-driver.ts';
@@ -214,6 +215,82 @@ describe.skipIf(!HAVE_CHROMIUM)('trace viewer (Chromium, file://)', () => {
     expect(dialogs).toEqual([]);
     expect(await page.evaluate('window.__pwned ?? null')).toBeNull();
     await page.close();
+  });
+
+  describe('strings and versions it cannot trust (issue 7 items 5 and 6)', () => {
+    const IMG = '<img src=x onerror="window.__pwned = 5">';
+    let trace: Trace;
+    beforeAll(() => {
+      trace = report(BUG, 'untrusted').trace;
+    });
+
+    /** The viewer page with `doc` embedded, opened; the page's state afterwards. */
+    async function embedded(name: string, doc: unknown, wait: string) {
+      const html = path.join(tmp, `${name}.html`);
+      writeFileSync(html, embedTrace(readFileSync(VIEWER_PAGE, 'utf8'), doc as Trace));
+      const dialogs: string[] = [];
+      const page = await browser.newPage({ viewport: { width: 1200, height: 800 } });
+      page.on('request', (r) => {
+        if (!/^(file|data|blob):/.test(r.url())) network.push(r.url());
+      });
+      page.on('dialog', (d) => {
+        dialogs.push(d.message());
+        void d.dismiss();
+      });
+      await page.goto(pathToFileURL(html).href);
+      await page.getByTestId(wait).waitFor();
+      return { page, dialogs };
+    }
+
+    const pageState = (page: Page) =>
+      page.evaluate(`({
+        pwned: window.__pwned ?? null,
+        injected: document.querySelectorAll('img, iframe, svg[onload]').length,
+        jsLinks: [...document.querySelectorAll('[href], [src], [action]')].filter((e) =>
+          /^\\s*javascript:/i.test(e.getAttribute('href') ?? e.getAttribute('src') ?? e.getAttribute('action') ?? ''),
+        ).length,
+        url: location.href,
+      })`);
+
+    it('a trace of another version: the page says why, as text, and draws nothing', async () => {
+      const old = { ...trace, version: 1, scenario: { ...trace.scenario, file: `${IMG}.yaml` } };
+      const { page, dialogs } = await embedded('old-version', old, 'trace-problem');
+      const text = await page.getByTestId('trace-problem').textContent();
+      expect(text).toBe(
+        `the trace embedded in this page: the trace is format version 1, written by an older dmabuf-check; this dmabuf-check reads trace format version 2: make it again with dmabuf-check replay ${IMG}.yaml --token ${trace.token} --trace the trace embedded in this page`,
+      );
+      expect(await page.getByTestId('viewer').count()).toBe(0);
+      const state = (await pageState(page)) as { pwned: unknown; injected: number; jsLinks: number };
+      expect(state).toMatchObject({ pwned: null, injected: 0, jsLinks: 0 });
+      const newer = await embedded('new-version', { ...trace, version: 3 }, 'trace-problem');
+      expect(await newer.page.getByTestId('trace-problem').textContent()).toMatch(
+        /format version 3, written by a newer dmabuf-check; this dmabuf-check reads trace format version 2/,
+      );
+      expect([...dialogs, ...newer.dialogs]).toEqual([]);
+      await page.close();
+      await newer.page.close();
+    });
+
+    it('javascript: URLs and markup in the scenario name, file, token and finding message stay text', async () => {
+      const name = 'javascript:window.__pwned=6';
+      const doc = {
+        ...trace,
+        scenario: { ...trace.scenario, name, file: IMG },
+        findings: trace.findings.map((f) => ({ ...f, message: `javascript:window.__pwned=7 ${IMG}` })),
+      };
+      const { page, dialogs } = await embedded('javascript-urls', doc, 'viewer');
+      expect(await page.getByTestId('scenario-name').textContent()).toBe(name);
+      expect(await page.getByTestId('viewer').textContent()).toContain(IMG);
+      expect(await page.getByTestId('finding-panel').textContent()).toContain('javascript:window.__pwned=7');
+      const before = (await pageState(page)) as { url: string };
+      await page.getByTestId('scenario-name').click();
+      await page.getByTestId('finding-link').first().click();
+      const after = (await pageState(page)) as { pwned: unknown; injected: number; jsLinks: number; url: string };
+      expect(after).toEqual({ pwned: null, injected: 0, jsLinks: 0, url: before.url });
+      expect(await page.title()).toBe(`${name} — dmabuf-check trace`);
+      expect(dialogs).toEqual([]);
+      await page.close();
+    });
   });
 
   it('made no network request', () => {
