@@ -18,7 +18,7 @@ function all<T extends string>() {
 
 const STRATEGIES = all<Strategy>()(['dfs', 'optimal', 'dpor', 'sleep', 'state', 'naive', 'random', 'pct', 'portfolio']);
 const VERDICTS = all<Verdict>()(['safe', 'bug', 'unknown']);
-const STOP_REASONS = all<StopReason>()(['max-executions', 'timeout', 'step-limit']);
+const STOP_REASONS = all<StopReason>()(['max-executions', 'timeout', 'step-limit', 'driver-error', 'interrupted']);
 /** The `error` of an `errors[]` entry: ScenarioError, UsageError, NondeterminismError. */
 const INPUT_ERRORS = ['DMABUF_SCENARIO_INVALID', 'DMABUF_USAGE', 'DMABUF_NONDETERMINISTIC'] as const;
 
@@ -64,6 +64,24 @@ export function resultSchema(): SchemaObject {
           met: { type: 'boolean' },
           findings: { type: 'array', items: { $ref: '#/$defs/finding' } },
           stats: { $ref: '#/$defs/stats' },
+          runaway: {
+            description:
+              'present when a thread ran away and stopped the search (verdict unknown unless a finding came first): its op threw (driver-error) or was still running at the step bound (step-limit)',
+            type: 'object',
+            required: ['kind', 'thread', 'op', 'steps', 'message', 'stack', 'kernel_stack'],
+            properties: {
+              kind: { enum: ['driver-error', 'step-limit'] },
+              thread: { type: 'string' },
+              op: { type: 'string' },
+              steps: COUNT,
+              message: { type: 'string' },
+              stack: {
+                type: ['string', 'null'],
+                description: "the thrown error's stack (the driver's own frames first)",
+              },
+              kernel_stack: STRINGS,
+            },
+          },
           count: {
             description: 'only with --count',
             type: 'object',

@@ -362,6 +362,13 @@ describe('result schema: real --json outputs, every object closed', () => {
     expect(strict(unknown)).toEqual([]);
   });
 
+  it('a runaway driver (driver-error, with its runaway record)', () => {
+    const r = runCli(['check', 'test/explorer/fixtures/runaway-throw.yaml', '--json', '--workers', '1']);
+    const doc = JSON.parse(r.stdout);
+    expect(doc.results[0].runaway.kind).toBe('driver-error');
+    expect(strict(doc)).toEqual([]);
+  });
+
   it('--count, --strategy state (symmetry) and a split search (--workers)', () => {
     const s = 'scenarios/ww-abba-without-context.yaml';
     const counted = JSON.parse(runCli(['check', s, '--json', '--count']).stdout);
