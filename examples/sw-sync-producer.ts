@@ -12,16 +12,21 @@
  *
  * - attach: takes its own buffer reference (`get_dma_buf`);
  * - `publish {value}`: a sw_sync fence at `value` (`sw_sync_ioctl_create_fence`,
- *   in a sync_file), added as a WRITE fence (`dma_buf_import_sync_file`), then
- *   the sync_file closed (`sync_file_fput`): the resv keeps the fence;
+ *   in a sync_file at a new fd of the process's fd table), added as a WRITE
+ *   fence (`dma_buf_import_sync_file` of that fd), then the fd closed
+ *   (`close_fd`; the sync_file's release, from task work, puts its fence
+ *   reference): the resv keeps the fence;
  * - `signal {by}`: advances the timeline (`sw_sync_ioctl_inc`): fence callbacks
  *   run there, under the timeline lock;
  * - `wait`: `dma_buf_poll(EPOLLIN)` until every WRITE fence has signalled,
  *   sleeping on the buffer's waitqueue in between (`poll_schedule`);
- * - teardown: closes the timeline (pending fences signal with -ENOENT), runs
- *   the deferred fputs of poll callbacks (`t.deferred`), drops the reference.
+ * - teardown: releases the timeline, which it holds without a file
+ *   (`sw_sync_debugfs_release`: pending fences signal with -ENOENT), runs the
+ *   task work that queued (`t.deferred`: a final `__fput` a poll callback's
+ *   `fput` left), drops the reference.
  */
 import {
+  close_fd,
   DMA_BUF_SYNC_WRITE,
   defineImporter,
   dma_buf_import_sync_file,
@@ -40,7 +45,6 @@ import {
   sw_sync_debugfs_release,
   sw_sync_ioctl_create_fence,
   sw_sync_ioctl_inc,
-  sync_file_fput,
   sync_timeline_create,
   type Task,
 } from 'dmabuf-check';
@@ -81,9 +85,9 @@ class SwSyncProducer implements ImporterInstance {
 
 /** A fence at `value`, published as the buffer's WRITE fence. Defined once, at module level. */
 const publish = kfn('producer_publish', function* (t: Task, self: SwSyncProducer, value: number): KGen {
-  const sf = yield* sw_sync_ioctl_create_fence(t, self.timeline, value);
-  yield* dma_buf_import_sync_file(t, self.env.buffer, DMA_BUF_SYNC_WRITE, sf);
-  yield* sync_file_fput(t, sf);
+  const fd = yield* sw_sync_ioctl_create_fence(t, self.timeline, value);
+  yield* dma_buf_import_sync_file(t, self.env.buffer, DMA_BUF_SYNC_WRITE, fd);
+  yield* close_fd(t, fd);
 });
 
 /** Waits until EPOLLIN: every WRITE fence signalled. The caller's reference keeps the buffer alive. */

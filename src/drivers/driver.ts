@@ -98,6 +98,13 @@ export interface ImporterInstance {
   /** Attaches (at setup, or the `attach` op with `attach: manual`): 0 or -errno. */
   attach(t: Task): KGen<number>;
   /**
+   * Optional: runs at the end of setup, after every importer was created and
+   * the automatic ones attached (also with `attach: manual`): what the owner
+   * sets up besides the attachment (the `dma-buf-user` process opens its
+   * epoll set and sw_sync timeline).
+   */
+  start?(t: Task): KGen;
+  /**
    * The `detach` op: detach and drop the importer's references. Ops after it
    * (or before a manual attach) find nothing attached and do nothing: the
    * driver checks that under its own lock.

@@ -8,32 +8,40 @@
  * - EPOLLIN is ready when every WRITE-usage fence has signalled
  *   (`dma_resv_usage_rw(false)`); EPOLLOUT when every READ-usage one has
  *   (`dma_resv_usage_rw(true)`: readers and writers).
+ * - It is the dma-buf file's `f_op->poll` (`dma_buf_fops`, dma-buf.ts), so
+ *   poll(2) and epoll reach it through `vfs_poll` (eventpoll.ts).
  * - Under resv, per direction asked: under the poll waitqueue's lock, if the
  *   direction's callback (`cb_in` / `cb_out`) is already armed, the event is
  *   not ready (that callback will wake the waiters); otherwise mark it
- *   active, take a file reference for it (`get_file`) and add it to the first
- *   unsignalled fence of the usage (a fence reference for the callback). If
- *   every fence had signalled, run the callback at once: the event is ready.
+ *   active, take a reference on the buffer's file for it (file.ts's
+ *   `get_file`) and add it to the first unsignalled fence of the usage (a
+ *   fence reference for the callback). If every fence had signalled, run the
+ *   callback at once: the event is ready.
  * - The callback (`dma_buf_poll_cb`) runs when the fence signals — inside the
  *   signalling step, under the fence's lock, in the signaller's context: it
  *   wakes the waitqueue, clears `active`, puts the fence and `fput`s the file
- *   (the final `__fput` deferred to task work). That file reference lets the
- *   callback outlive the poller, its fd, and every other user: the last
- *   release may come from the signaller. Without it the buffer can be
+ *   (file.ts's `fput_in_step`: the count drops in that step; the final
+ *   `__fput` is queued to the signaller's task work). That file reference
+ *   lets the callback outlive the poller, its fd, and every other user: the
+ *   last release may come from the signaller. Without it the buffer can be
  *   released with the callback armed — `dma_buf_release`'s BUG ([LT2] 2,
  *   `api-misuse`) — and the callback then runs on a released buffer
  *   (`refcount`, use after release). `getFile: false` models a poll that arms
  *   the callback without the reference (dma-buf before 2021: "dma-buf: fix
- *   and rework dma_buf_poll"): no `get_file`, no `fput`.
+ *   and rework dma_buf_poll"): no `get_file`, no `fput`. Through `vfs_poll`
+ *   the choice is the buffer's `pollFileRef` (set by the `dma-buf-user`
+ *   importer's `poll_file_ref` option).
  * - `get_file` on a file whose count already dropped to 0 (its `__fput` has
- *   begun: only reachable from epoll before 2024, eventpoll.ts) is reported
- *   as `refcount`.
+ *   begun: only reachable from epoll before 2024, eventpoll.ts) is file.ts's
+ *   resurrection (`refcount`, [LT1], [I7]).
  *
  * sync_file ioctls ([C9]):
  * - the flags must be a non-empty subset of `DMA_BUF_SYNC_RW`, else -EINVAL;
  * - export: `dma_resv_get_singleton(usage_rw(flags & WRITE))`, or the stub
- *   fence when there is none, in a new sync_file;
- * - import: the sync_file's fence; with `unwrap` (current kernels) every fence
+ *   fence when there is none, in a new sync_file installed at a new fd of the
+ *   process (`get_unused_fd_flags`, `fd_install`), which the ioctl returns;
+ * - import: the fence of the sync_file at the fd passed (`sync_file_get_fence`:
+ *   `fget`, `dma_fence_get`, `fput`); with `unwrap` (current kernels) every fence
  *   inside a container (`dma_fence_unwrap_for_each`) — then under resv reserve
  *   that many slots and add each at WRITE (`DMA_BUF_SYNC_WRITE` set) or READ.
  *   `unwrap: false` adds the container itself, as the import did before it
@@ -50,7 +58,7 @@
  * include/uapi/linux/dma-buf.h
  */
 import { checkNotReleased } from '../checkers/api.ts';
-import { type DmaBuf, type DmaBufPollCb, dma_buf_check_alive, dma_buf_put, get_dma_buf } from './dma-buf.ts';
+import type { DmaBuf, DmaBufPollCb } from './dma-buf.ts';
 import {
   type DmaFence,
   dma_fence_add_callback,
@@ -73,15 +81,11 @@ import {
   dma_resv_unlock,
   dma_resv_usage_rw,
 } from './dma-resv.ts';
-import { EINVAL, type Result } from './errno.ts';
-import type { EpFileOps } from './eventpoll.ts';
+import { EINVAL } from './errno.ts';
+import { EPOLLIN, EPOLLOUT } from './eventpoll.ts';
+import { fd_install, fput_in_step, get_file, get_unused_fd_flags, O_CLOEXEC } from './file.ts';
 import { type Blocker, type KGen, kfn, type Task } from './sched.ts';
-import { type SyncFile, sync_file_create, sync_file_get_fence } from './sync-file.ts';
-
-/** Poll events (include/uapi/linux/eventpoll.h). */
-export const EPOLLIN = 0x001;
-export const EPOLLOUT = 0x004;
-export const EPOLLERR = 0x008;
+import { sync_file_create, sync_file_get_fence } from './sync-file.ts';
 
 /** `struct dma_buf_sync` / sync_file ioctl flags (include/uapi/linux/dma-buf.h). */
 export const DMA_BUF_SYNC_READ = 1 << 0;
@@ -91,9 +95,13 @@ export const DMA_BUF_SYNC_RW = DMA_BUF_SYNC_READ | DMA_BUF_SYNC_WRITE;
 /** Whether the callback of `dcb` holds a file reference (`getFile` was set when it was armed). */
 const holdsFile = new WeakSet<DmaBufPollCb>();
 
-/** `fput()` from a task: the final `__fput` runs as task work, when the thread returns to user space. */
-function fputDeferred(t: Task, buf: DmaBuf): void {
-  t.deferred.push((w) => dma_buf_put(w, buf));
+/**
+ * The "is it still alive" check of dma-buf.ts's `dma_buf_check_alive` (this
+ * module imports no functions from dma-buf.ts, which imports it for
+ * `dma_buf_fops.poll`).
+ */
+function checkAlive(t: Task, buf: DmaBuf, call: string): boolean {
+  return checkNotReleased(t, buf, buf.released, call, ['I7', 'LT2']);
 }
 
 /**
@@ -120,8 +128,8 @@ function dma_buf_poll_cb(t: Task, fence: DmaFence | null, dcb: DmaBufPollCb): vo
   buf.pollWakeups++;
   dcb.active = 0;
   if (fence) dma_fence_put_in_step(t, fence);
-  // Paired with the get_file in dma_buf_poll.
-  if (holdsFile.delete(dcb)) fputDeferred(t, buf);
+  // fput(dmabuf->file): paired with the get_file in dma_buf_poll.
+  if (holdsFile.delete(dcb)) fput_in_step(t, buf.file);
   t.stack.pop();
 }
 
@@ -168,19 +176,10 @@ function* pollDirection(
   if (dcb.active !== 0) return events & ~ev;
   dcb.active = ev;
   if (getFile) {
-    // get_file(dmabuf->file): paired with the fput in dma_buf_poll_cb.
-    yield* get_dma_buf(t, buf);
-    if (buf.refcount <= 0 && buf.released === null) {
-      // The count was 0 (get_dma_buf takes nothing then): __fput has begun.
-      t.k.report(t, {
-        code: 'refcount',
-        what: 'use-after-release',
-        object: buf.name,
-        released: null,
-        rules: ['LT1', 'I7', 'C9'],
-        message: `get_file on ${buf.name} in dma_buf_poll after its last reference was dropped: its release has begun, and the callback's fput drops a reference nobody holds`,
-      });
-    }
+    // get_file(dmabuf->file): paired with the fput in dma_buf_poll_cb. On a
+    // count of 0 (epoll before 2024 polling a file in __fput) file.ts reports
+    // the resurrection.
+    yield* get_file(t, buf.file);
     holdsFile.add(dcb);
   }
   if (yield* dma_buf_poll_add_cb(t, buf.resv, ev === EPOLLOUT, dcb)) return events & ~ev;
@@ -193,16 +192,18 @@ function* pollDirection(
 /**
  * `dma_buf_poll()` (`file->f_op->poll`): which of `requested` (EPOLLIN,
  * EPOLLOUT) are ready, arming a callback per direction that is not ([C9]).
- * `getFile: false` arms it without the file reference (the pre-2021 poll).
- * Locking: must be called without resv held; takes it ([L2]).
+ * `getFile: false` arms it without the file reference (the pre-2021 poll);
+ * the default is the buffer's `pollFileRef`.
+ * Locking: must be called without resv held; takes it ([L2]). The caller
+ * holds a reference on the file (its `fdget`, or epoll's `epi_fget`).
  */
 export const dma_buf_poll = kfn(
   'dma_buf_poll',
-  function* (t: Task, buf: DmaBuf, requested: number, getFile: boolean = true): KGen<number> {
+  function* (t: Task, buf: DmaBuf, requested: number, getFile: boolean = buf.pollFileRef): KGen<number> {
     let events = requested & (EPOLLIN | EPOLLOUT);
     if (events === 0) return 0;
     yield* dma_resv_lock(t, buf.resv, null);
-    dma_buf_check_alive(t, buf, 'dma_buf_poll');
+    checkAlive(t, buf, 'dma_buf_poll');
     if (events & EPOLLOUT) events = yield* pollDirection(t, buf, buf.cb_out, EPOLLOUT, events, getFile);
     if (events & EPOLLIN) events = yield* pollDirection(t, buf, buf.cb_in, EPOLLIN, events, getFile);
     yield* dma_resv_unlock(t, buf.resv);
@@ -238,59 +239,58 @@ export function* poll_schedule(t: Task, buf: DmaBuf, seen: number): KGen {
   yield t.at('poll_schedule_timeout', 'wait', buf, new PollWakeup(buf, seen));
 }
 
-/** `dma_buf_fops` as epoll sees it: `dma_buf_poll`, with or without the callback's file reference. */
-export const DMA_BUF_FOPS: EpFileOps = { poll: (t, f, ev) => dma_buf_poll(t, f, ev, true), fput: fputDeferred };
-export const DMA_BUF_FOPS_NO_GET_FILE: EpFileOps = {
-  poll: (t, f, ev) => dma_buf_poll(t, f, ev, false),
-  fput: fputDeferred,
-};
-
 /** The flags check both sync_file ioctls make: a non-empty subset of `DMA_BUF_SYNC_RW` ([C9]). */
 function badSyncFlags(flags: number): boolean {
   return (flags & ~DMA_BUF_SYNC_RW) !== 0 || (flags & DMA_BUF_SYNC_RW) === 0;
 }
 
 /**
- * `DMA_BUF_IOCTL_EXPORT_SYNC_FILE` (`dma_buf_export_sync_file`): a new
- * sync_file carrying `dma_resv_get_singleton(usage_rw(flags & WRITE))`, or
- * the signalled stub fence when there is none; -EINVAL for bad flags ([C9],
- * [R8]). The caller installs it in its fd table.
- * Locking: resv not held (the singleton is an unlocked walk).
+ * `DMA_BUF_IOCTL_EXPORT_SYNC_FILE` (`dma_buf_export_sync_file`): a new fd of
+ * the calling process (`get_unused_fd_flags(O_CLOEXEC)`) for a new sync_file
+ * carrying `dma_resv_get_singleton(usage_rw(flags & WRITE))`, or the signalled
+ * stub fence when there is none; the fd (installed with `fd_install`, the
+ * last step), or -EINVAL for bad flags, -EMFILE with no fd free ([C9], [R8]).
+ * Locking: resv not held (the singleton is an unlocked walk); takes
+ * `file_lock` for the fd.
  */
 export const dma_buf_export_sync_file = kfn(
   'dma_buf_export_sync_file',
-  function* (t: Task, buf: DmaBuf, flags: number): KGen<Result<SyncFile>> {
+  function* (t: Task, buf: DmaBuf, flags: number): KGen<number> {
     if (badSyncFlags(flags)) return -EINVAL;
+    const fd = yield* get_unused_fd_flags(t, O_CLOEXEC);
+    if (fd < 0) return fd;
     const usage = dma_resv_usage_rw((flags & DMA_BUF_SYNC_WRITE) !== 0);
     let fence = yield* dma_resv_get_singleton(t, buf.resv, usage);
-    dma_buf_check_alive(t, buf, 'dma_buf_export_sync_file');
+    checkAlive(t, buf, 'dma_buf_export_sync_file');
     if (fence === null) fence = yield* dma_fence_get_stub(t);
     const sf = yield* sync_file_create(t, fence);
     yield* dma_fence_put(t, fence);
-    return sf;
+    // arg.fd = fd; copy_to_user(); then publish the file.
+    yield* fd_install(t, fd, sf.file);
+    return fd;
   },
 );
 
 /**
  * `DMA_BUF_IOCTL_IMPORT_SYNC_FILE` (`dma_buf_import_sync_file`): adds the
- * sync_file's fence to the buffer's resv at WRITE (`DMA_BUF_SYNC_WRITE` set)
- * or READ usage; with `unwrap` each fence inside a container, after reserving
- * that many slots in one lock hold ([C9], [R3], [R4]). 0, -EINVAL for bad
- * flags or a closed sync_file.
+ * fence of the sync_file at `fd` to the buffer's resv at WRITE
+ * (`DMA_BUF_SYNC_WRITE` set) or READ usage; with `unwrap` each fence inside a
+ * container, after reserving that many slots in one lock hold ([C9], [R3],
+ * [R4]). 0, -EINVAL for bad flags or an fd that holds no sync_file.
  * Locking: must be called without resv held; takes it.
  */
 export const dma_buf_import_sync_file = kfn(
   'dma_buf_import_sync_file',
-  function* (t: Task, buf: DmaBuf, flags: number, sf: SyncFile, unwrap: boolean = true): KGen<number> {
+  function* (t: Task, buf: DmaBuf, flags: number, fd: number, unwrap: boolean = true): KGen<number> {
     if (badSyncFlags(flags)) return -EINVAL;
-    const fence = yield* sync_file_get_fence(t, sf);
+    const fence = yield* sync_file_get_fence(t, fd);
     if (fence === null) return -EINVAL;
     const usage = (flags & DMA_BUF_SYNC_WRITE) !== 0 ? DMA_RESV_USAGE_WRITE : DMA_RESV_USAGE_READ;
     const fences = unwrap ? dma_fence_unwrap(fence) : [fence];
     let ret = 0;
     if (fences.length > 0) {
       yield* dma_resv_lock(t, buf.resv, null);
-      dma_buf_check_alive(t, buf, 'dma_buf_import_sync_file');
+      checkAlive(t, buf, 'dma_buf_import_sync_file');
       ret = dma_resv_reserve_fences(t, buf.resv, fences.length);
       if (ret === 0) for (const f of fences) yield* dma_resv_add_fence(t, buf.resv, f, usage);
       yield* dma_resv_unlock(t, buf.resv);

@@ -33,9 +33,11 @@
  *
  * Poll state ([O1], [C9]): `cb_in` / `cb_out` are the callbacks
  * `dma_buf_poll` arms (dma-buf-poll.ts, which models the poll and ioctl part
- * of dma-buf.c); the release BUGs when one is still armed ([LT2] 2, [I8]).
- * The final release first unhooks the file from every epoll set
- * (`eventpoll_release`, as `__fput` does).
+ * of dma-buf.c; `dma_buf_fops.poll` is `dma_buf_poll`); the release BUGs when
+ * one is still armed ([LT2] 2, [I8]). The epoll items watching the buffer hang
+ * off its file (`file->f_ep`): `__fput` unhooks the file from every epoll set
+ * (`eventpoll_release`) before the release, and so does `dma_buf_put`'s final
+ * put, which stands for it.
  *
  * Models: drivers/dma-buf/dma-buf.c, include/linux/dma-buf.h
  */
@@ -51,6 +53,7 @@ import type {
   PfnResult,
   SgTable,
 } from './dma-buf-ops.ts';
+import { dma_buf_poll } from './dma-buf-poll.ts';
 import type { DmaFence, DmaFenceCb } from './dma-fence.ts';
 import {
   DMA_RESV_USAGE_KERNEL,
@@ -64,7 +67,7 @@ import {
   dma_resv_wait_timeout,
 } from './dma-resv.ts';
 import { EBADF, EBUSY, EINVAL, ENOENT, EOVERFLOW, errname, isErr, type Result } from './errno.ts';
-import { type EpItem, eventpoll_release } from './eventpoll.ts';
+import { eventpoll_release } from './eventpoll.ts';
 import {
   alloc_file_pseudo,
   type DentryOperations,
@@ -134,8 +137,13 @@ export class DmaBuf extends KObject {
   readonly cb_out: DmaBufPollCb = new DmaBufPollCb(this);
   /** Wake-ups of `dmabuf->poll`, the waitqueue sleeping pollers wait on. */
   pollWakeups = 0;
-  /** `file->f_ep`: the epoll items watching the buffer's file (eventpoll.ts). */
-  readonly f_ep: EpItem[] = [];
+  /**
+   * Which `dma_buf_poll` the kernel has: true (since 2021) takes a file
+   * reference for an armed callback; false is the older poll without it (the
+   * `dma-buf-user` importer's `poll_file_ref: false`). A model switch, not
+   * kernel state: `dma_buf_fops.poll` reads it.
+   */
+  pollFileRef = true;
 
   constructor(k: Kernel, name: string, info: DmaBufExportInfo) {
     super(k, name);
@@ -167,10 +175,10 @@ export class DmaBuf extends KObject {
       attachments: this.attachments.map((a) => a.name),
       vmapping_counter: this.vmapping_counter,
       // Poll and epoll state only once used, so traces of scenarios without poll are unchanged.
-      ...(this.cb_in.active || this.cb_out.active || this.pollWakeups || this.f_ep.length
+      ...(this.cb_in.active || this.cb_out.active || this.pollWakeups || this.file.f_ep.length
         ? {
             poll: { cb_in: this.cb_in.active, cb_out: this.cb_out.active, wakeups: this.pollWakeups },
-            epoll_items: this.f_ep.length,
+            epoll_items: this.file.f_ep.length,
           }
         : {}),
     };
@@ -324,7 +332,7 @@ export const dma_buf_put = kfn('dma_buf_put', function* (t: Task, buf: DmaBuf): 
     buf.file.zeroed = at;
     buf.file.released = at;
     // __fput(): the file leaves every epoll set before it is released.
-    if (buf.f_ep.length > 0) yield* eventpoll_release(t, buf);
+    if (buf.file.f_ep.length > 0) yield* eventpoll_release(t, buf.file);
     yield* dma_buf_release(t, buf);
     buf.file.freed = true;
   }
@@ -833,17 +841,22 @@ export class DmaBufName extends KObject {
 
 /**
  * `dma_buf_release` reached from the dentry: `__fput` of the buffer's file
- * ends here ([LT2]).
+ * ends here, after `eventpoll_release` ([LT2]).
  */
 function* dma_buf_d_release(t: Task, file: File): KGen {
-  const buf = file.private_data as DmaBuf;
-  // __fput() unhooks the file from every epoll set first.
-  if (buf.f_ep.length > 0) yield* eventpoll_release(t, buf);
-  yield* dma_buf_release(t, buf);
+  yield* dma_buf_release(t, file.private_data as DmaBuf);
 }
 
-/** `dma_buf_fops`: `is_dma_buf_file()` compares a file's ops with it. Its `release` (taking the buffer off the global list) is not modelled: there is no list. */
-export const dma_buf_fops: FileOperations = { name: 'dma_buf_fops' };
+/**
+ * `dma_buf_fops`: `is_dma_buf_file()` compares a file's ops with it. `poll`
+ * is `dma_buf_poll` (dma-buf-poll.ts, [C9]), with or without the callback's
+ * file reference as the buffer's `pollFileRef` says. Its `release` (taking the
+ * buffer off the global list) is not modelled: there is no list.
+ */
+export const dma_buf_fops: FileOperations = {
+  name: 'dma_buf_fops',
+  poll: (t, file, events) => dma_buf_poll(t, file.private_data as DmaBuf, events),
+};
 
 /** `dma_buf_dentry_ops`: the name for path lookups and the release at the last reference. */
 export const dma_buf_dentry_ops: DentryOperations = {

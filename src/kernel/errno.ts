@@ -18,6 +18,7 @@ export const EEXIST = 17;
 export const ENODEV = 19;
 export const EINVAL = 22;
 export const EMFILE = 24;
+export const ENOTTY = 25;
 export const EDEADLK = 35;
 export const EOVERFLOW = 75;
 export const EOPNOTSUPP = 95;
@@ -38,6 +39,7 @@ const NAMES: Record<number, string> = {
   [ENODEV]: 'ENODEV',
   [EINVAL]: 'EINVAL',
   [EMFILE]: 'EMFILE',
+  [ENOTTY]: 'ENOTTY',
   [EDEADLK]: 'EDEADLK',
   [EOVERFLOW]: 'EOVERFLOW',
   [EOPNOTSUPP]: 'EOPNOTSUPP',

@@ -16,8 +16,12 @@
  *   (`task_work_add(TWA_RESUME)`): it runs when the thread returns to user
  *   space, i.e. after the scenario op, never under the caller's locks ([LT2]).
  *   Below zero: `refcount` (underflow).
- * - {@link __fput}: `f_op->release`, then the dentry's `d_release` (for a
- *   dma-buf: `dma_buf_release`, [LT2]).
+ * - {@link fput_in_step}: the same drop from code that runs inside another
+ *   step (a fence callback, `dma_buf_poll_cb`).
+ * - {@link __fput}: `eventpoll_release` (the file leaves every epoll set,
+ *   eventpoll.ts), `f_op->release`, then the dentry's `d_release` (for a
+ *   dma-buf: `dma_buf_release`, [LT2]). Every file: a dma-buf, a sync_file,
+ *   an epoll set, the sw_sync timeline's debugfs file.
  * - The fd table: {@link get_unused_fd_flags} (lowest free fd below
  *   `RLIMIT_NOFILE`, else `-EMFILE`), {@link put_unused_fd},
  *   {@link fd_install} (publishes the file; consumes the caller's reference),
@@ -52,6 +56,7 @@ import { apiMisuse } from '../checkers/api.ts';
 import type { Origin } from '../checkers/finding.ts';
 import { origin } from '../checkers/lockdep.ts';
 import { EBADF, EMFILE } from './errno.ts';
+import { type EpItem, eventpoll_release } from './eventpoll.ts';
 import type { Kernel } from './kernel.ts';
 import { Lock, spin_lock, spin_unlock } from './locking.ts';
 import { type KGen, KObject, kfn, type Step, type Task } from './sched.ts';
@@ -68,6 +73,8 @@ export interface FileOperations {
   readonly name: string;
   /** `->release`, called by `__fput` before the dentry is dropped. */
   release?(t: Task, file: File): KGen;
+  /** `->poll` (`vfs_poll`): the ready events among `events`; it may arm wake-ups of its own. */
+  poll?(t: Task, file: File, events: number): KGen<number>;
 }
 
 /** `struct dentry_operations` of the file's (pseudo-fs) dentry. */
@@ -91,6 +98,8 @@ export class File extends KObject {
   freed = false;
   /** A reference was taken at count 0 (reported once): the extra release it causes is not reported again. */
   resurrected = false;
+  /** `file->f_ep`: the epoll items watching this file (eventpoll.ts); under `f_lock`, steps declare the file. */
+  readonly f_ep: EpItem[] = [];
 
   constructor(
     k: Kernel,
@@ -171,15 +180,8 @@ export const get_file_active = kfn('get_file_active', function* (t: Task, file: 
   return file;
 });
 
-/**
- * `fput()`: drop a reference. The last one queues `____fput` as task work,
- * run when the thread returns to user space (after the scenario op): the
- * release never runs under the caller's locks ([LT2]). A put at count 0 is a
- * `refcount` underflow ([LT1], [I7]). Locking: any; may be called with locks
- * held (that is what deferring the release is for).
- */
-export const fput = kfn('fput', function* (t: Task, file: File): KGen {
-  yield fileStep(t, 'fput', 'write', file);
+/** The drop itself: underflow check, decrement, and the final put's task work. */
+function fputLocked(t: Task, file: File): void {
   if (file.f_count <= 0) {
     t.k.report(t, {
       code: 'refcount',
@@ -196,13 +198,40 @@ export const fput = kfn('fput', function* (t: Task, file: File): KGen {
     // task_work_add(current, &file->f_task_work, TWA_RESUME)
     t.deferred.push((t) => __fput(t, file));
   }
+}
+
+/**
+ * `fput()`: drop a reference. The last one queues `____fput` as task work,
+ * run when the thread returns to user space (after the scenario op): the
+ * release never runs under the caller's locks ([LT2]). A put at count 0 is a
+ * `refcount` underflow ([LT1], [I7]). Locking: any; may be called with locks
+ * held (that is what deferring the release is for).
+ */
+export const fput = kfn('fput', function* (t: Task, file: File): KGen {
+  yield fileStep(t, 'fput', 'write', file);
+  fputLocked(t, file);
 });
 
 /**
- * `__fput()`: the final put's work, from task work: `f_op->release`, then the
- * dentry's `d_release` ([LT2]). A step that may touch anything (the release
- * runs the owner's callbacks), so a global one. A second `__fput` of a file
- * (after a resurrection, already reported) does nothing.
+ * `fput()` called from code that runs inside another step, such as a fence
+ * callback run by the signaller (`dma_buf_poll_cb`): the same drop, and the
+ * final `__fput` queued to the running thread's task work ([LT1], [LT2]). The
+ * step it runs in must declare a write of the file or of its `private_data`
+ * (a global step does). Locking: any (the callback runs under the fence's lock).
+ */
+export function fput_in_step(t: Task, file: File): void {
+  t.stack.push('fput');
+  fputLocked(t, file);
+  t.stack.pop();
+}
+
+/**
+ * `__fput()`: the final put's work, from task work: `eventpoll_release` (the
+ * file leaves every epoll set, under each set's `ep->mtx`, [C9]), then
+ * `f_op->release`, then the dentry's `d_release` ([LT2]). A step that may
+ * touch anything (the release runs the owner's callbacks), so a global one. A
+ * second `__fput` of a file (after a resurrection, already reported) does
+ * nothing.
  */
 export const __fput = kfn('__fput', function* (t: Task, file: File): KGen {
   const s = fileStep(t, '__fput', 'write', file);
@@ -222,6 +251,7 @@ export const __fput = kfn('__fput', function* (t: Task, file: File): KGen {
     return;
   }
   file.released = origin(t);
+  if (file.f_ep.length > 0) yield* eventpoll_release(t, file);
   if (file.f_op.release) yield* file.f_op.release(t, file);
   if (file.d_op?.d_release) yield* file.d_op.d_release(t, file);
   file.freed = true;

@@ -3,16 +3,18 @@
  * (the debugfs file `sync/sw_sync`), for testing implicit and explicit sync
  * without hardware ([C9]).
  *
- * - Opening the file makes a `sync_timeline`: its own fence context, a value
- *   (starting at 0) and a spinlock, `obj->lock`, which is **the lock of every
- *   fence on the timeline**: fence callbacks run under it.
+ * - Opening the file (`sw_sync_debugfs_open`) makes a `sync_timeline`: its own
+ *   fence context, a value (starting at 0) and a spinlock, `obj->lock`, which
+ *   is **the lock of every fence on the timeline**: fence callbacks run under
+ *   it. The file (file.ts, `sw_sync_debugfs_fops`) carries the timeline; the
+ *   opener installs it at an fd.
  * - `SW_SYNC_IOC_CREATE_FENCE {value}` (`sync_pt_create`): a fence (a
  *   `sync_pt`) at seqno `value`, holding a timeline reference. Under the lock:
  *   signalled at once when the timeline already passed `value`; otherwise
  *   kept on the timeline's list, ordered by seqno — or, when a live point of
  *   the same value exists, that point is returned instead. Wrapped in a
- *   sync_file (sync-file.ts), which holds the only fence reference; the list
- *   holds none.
+ *   sync_file (sync-file.ts), which holds the only fence reference (the list
+ *   holds none), installed at a new fd of the caller, which the ioctl returns.
  * - `SW_SYNC_IOC_INC {by}` (`sync_timeline_signal`): under the lock, advance
  *   the value and signal every listed point it passed, in order, unlinking
  *   each (`dma_fence_signal_locked`: callbacks run there, under the timeline
@@ -24,9 +26,10 @@
  *   recursive lock: `deadlock`. `holdRef` selects the behaviour.
  * - `timeline_fence_release` (a point's last put): under the lock, unlink the
  *   point if still listed; then drop the timeline reference.
- * - Closing the file (`sw_sync_debugfs_release`): under the lock, every
- *   listed point gets `-ENOENT` and is signalled (left on the list); then the
- *   file's timeline reference is dropped.
+ * - Closing the file (its last `fput`; `__fput` runs `sw_sync_debugfs_release`
+ *   as task work): under the lock, every listed point gets `-ENOENT` and is
+ *   signalled (left on the list); then the file's timeline reference is
+ *   dropped.
  *
  * Explorer declarations: each lock hold is one atomic step (nothing in it
  * sleeps), so no other thread ever sees the lock held, and a point's release,
@@ -57,10 +60,18 @@ import {
   dma_fence_signal_locked,
 } from './dma-fence.ts';
 import { ENOENT } from './errno.ts';
+import {
+  alloc_file_pseudo,
+  type File,
+  type FileOperations,
+  fd_install,
+  get_unused_fd_flags,
+  O_CLOEXEC,
+} from './file.ts';
 import type { Kernel } from './kernel.ts';
 import { Lock, spin_lock_in_step, spin_unlock_in_step } from './locking.ts';
 import { type KGen, KObject, kfn, type Step, type Task } from './sched.ts';
-import { type SyncFile, sync_file_create } from './sync-file.ts';
+import { sync_file_create } from './sync-file.ts';
 
 /** Lockdep class of `sync_timeline->lock`. */
 export const SYNC_TIMELINE_LOCK_CLASS = 'sync_timeline->lock';
@@ -135,9 +146,18 @@ function sync_timeline_put(obj: SyncTimeline): void {
   obj.kref--;
 }
 
-/** `sw_sync_debugfs_open()` → `sync_timeline_create()`: a new timeline, not yet shared (no step). */
+/** `sync_timeline_create()`: a new timeline, not yet shared (no step). */
 export function sync_timeline_create(k: Kernel, name: string): SyncTimeline {
   return new SyncTimeline(k, name);
+}
+
+/**
+ * `open("/sys/kernel/debug/sync/sw_sync")` → `sw_sync_debugfs_open()`: a new
+ * timeline in a new file (`file->private_data`) holding the opener's
+ * reference; the opener installs it at an fd. Not a step: nobody sees it yet.
+ */
+export function sw_sync_debugfs_open(k: Kernel, name: string): File {
+  return alloc_file_pseudo(k, `${name}->file`, sw_sync_debugfs_fops, sync_timeline_create(k, name));
 }
 
 /** A create writes the timeline and the live point of the same value it may reuse. */
@@ -184,17 +204,23 @@ export const sync_pt_create = kfn(
 
 /**
  * `SW_SYNC_IOC_CREATE_FENCE` (`sw_sync_ioctl_create_fence`): a point at
- * `value` in a new sync_file, which holds the only fence reference ([C9]).
- * The caller installs the file in its fd table.
- * Locking: none held (`sync_pt_create` takes the timeline lock).
+ * `value` in a new sync_file, which holds the only fence reference, at a new
+ * fd of the calling process (`get_unused_fd_flags(O_CLOEXEC)`, then
+ * `fd_install`, the last step); the fd, or -EMFILE with no fd free ([C9]).
+ * Locking: none held (`sync_pt_create` takes the timeline lock); takes
+ * `file_lock` for the fd.
  */
 export const sw_sync_ioctl_create_fence = kfn(
   'sw_sync_ioctl_create_fence',
-  function* (t: Task, obj: SyncTimeline, value: number): KGen<SyncFile> {
+  function* (t: Task, obj: SyncTimeline, value: number): KGen<number> {
+    const fd = yield* get_unused_fd_flags(t, O_CLOEXEC);
+    if (fd < 0) return fd;
     const pt = yield* sync_pt_create(t, obj, value);
     const sf = yield* sync_file_create(t, pt);
     yield* dma_fence_put(t, pt);
-    return sf;
+    // data.fence = fd; copy_to_user(); then publish the file.
+    yield* fd_install(t, fd, sf.file);
+    return fd;
   },
 );
 
@@ -284,7 +310,9 @@ function refreshRelease(s: Step): void {
 }
 
 /**
- * `sw_sync_debugfs_release()`: the timeline's file is closed. Under the lock,
+ * `sw_sync_debugfs_release()`: the timeline's file is released (`__fput` of
+ * its last reference, or a driver module that holds a timeline without a
+ * file, at its teardown). Under the lock,
  * every listed point gets `-ENOENT` and is signalled, staying listed (its
  * release unlinks it); then the file's timeline reference is dropped ([F3]).
  * Locking: takes `obj->lock` (callbacks run under it, as in a signal).
@@ -304,3 +332,9 @@ export const sw_sync_debugfs_release = kfn('sw_sync_debugfs_release', function* 
   timelineUnlock(t, obj, locked, 'spin_unlock_irq');
   sync_timeline_put(obj);
 });
+
+/** `sw_sync_debugfs_fops`: the timeline's debugfs file; its release is {@link sw_sync_debugfs_release}. */
+export const sw_sync_debugfs_fops: FileOperations = {
+  name: 'sw_sync_debugfs_fops',
+  release: (t, file) => sw_sync_debugfs_release(t, file.private_data as SyncTimeline),
+};

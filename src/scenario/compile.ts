@@ -107,6 +107,12 @@ class ScenarioWorld implements World {
         return;
       }
     }
+    for (const i of this.spec.importers) {
+      const inst = this.imps.get(i.name);
+      if (!inst?.start) continue;
+      t.op = `start ${i.name} (${i.driver.name})`;
+      yield* inst.start(t);
+    }
   }
 
   private bufferMap(): Map<string, import('../kernel/dma-buf.ts').DmaBuf> {

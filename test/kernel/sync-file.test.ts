@@ -2,10 +2,15 @@
  * sync_file, the dma-buf sync_file ioctls and the sw_sync timeline ([C9]):
  * each call's behaviour, and the findings of the buggy variants (an import
  * that adds a container fence; a sw_sync signal without its own fence
- * reference, whose callback-driven release re-takes the timeline lock).
+ * reference, whose callback-driven release re-takes the timeline lock). A
+ * sync_file is a file of file.ts: installed at an fd of the process's table,
+ * looked up with fget, released by the last fput's __fput (task work).
  */
 import { describe, expect, it } from 'vitest';
 import {
+  alloc_file_pseudo,
+  close_fd,
+  current_files,
   DMA_BUF_SYNC_READ,
   DMA_BUF_SYNC_RW,
   DMA_BUF_SYNC_WRITE,
@@ -24,25 +29,32 @@ import {
   EINVAL,
   ENOENT,
   EXCLUSIVE,
+  fd_install,
+  fput,
+  get_unused_fd_flags,
   isErr,
   Kernel,
   type KGen,
+  KObject,
   Lock,
   lock_acquire,
   lock_release,
   SgTable,
   type SyncFile,
+  type SyncTimeline,
   spin_lock_in_step,
   spin_unlock_in_step,
+  sw_sync_debugfs_fops,
+  sw_sync_debugfs_open,
   sw_sync_debugfs_release,
   sw_sync_ioctl_create_fence,
   sw_sync_ioctl_inc,
   sync_file_create,
-  sync_file_fput,
   sync_file_get_fence,
   sync_pt_create,
   sync_timeline_create,
   type Task,
+  task_work_run,
 } from '../../src/index.ts';
 import { check, expectBug, expectSafe, first, fromYaml } from '../helpers.ts';
 import { solo } from './harness.ts';
@@ -66,33 +78,65 @@ function* exportBuf(t: Task): KGen<DmaBuf> {
 
 const resvFences = (buf: DmaBuf) => buf.resv.fences.entries.map((e) => [e.fence.name, e.usage]);
 
+/** The sync_file installed at `fd` of the process's table. */
+function syncFileAt(t: Task, fd: number): SyncFile {
+  return current_files(t).fd[fd]?.private_data as SyncFile;
+}
+
+class Thing extends KObject {
+  readonly type = 'thing';
+}
+
 describe('sync_file ([C9])', () => {
-  it('create takes a fence reference; get_fence another; the last fput releases the file and puts the fence; one more fput underflows', () => {
+  it('create takes a fence reference and a file; installed, get_fence takes another; the last fput releases the file from task work and puts the fence; one more fput underflows', () => {
     const { result, k } = solo(function* (t) {
       const tl = sync_timeline_create(t.k, 'tl');
       const f = yield* sync_pt_create(t, tl, 1);
       const sf = yield* sync_file_create(t, f);
       const afterCreate = f.refcount;
-      const got = yield* sync_file_get_fence(t, sf);
-      const afterGet = f.refcount;
+      const fd = yield* get_unused_fd_flags(t, 0);
+      yield* fd_install(t, fd, sf.file);
+      const got = yield* sync_file_get_fence(t, fd);
+      const afterGet = { fence: f.refcount, file: sf.file.f_count };
       if (got) yield* dma_fence_put(t, got);
       yield* dma_fence_put(t, f);
-      yield* sync_file_fput(t, sf);
-      const afterClose = { released: sf.released !== null, fence: f.refcount, freed: f.released !== null };
-      const late = yield* sync_file_get_fence(t, sf);
-      yield* sync_file_fput(t, sf);
-      return { got: got === f, afterCreate, afterGet, afterClose, late };
+      const closed = yield* close_fd(t, fd);
+      const beforeTaskWork = { released: sf.file.released !== null, fence: f.refcount };
+      yield* task_work_run(t);
+      const afterClose = { released: sf.file.freed, fence: f.refcount, freed: f.released !== null };
+      const late = yield* sync_file_get_fence(t, fd);
+      yield* fput(t, sf.file);
+      return { got: got === f, afterCreate, afterGet, closed, beforeTaskWork, afterClose, late };
     });
     expect(result).toEqual({
       got: true,
       afterCreate: 2,
-      afterGet: 3,
+      // fget's reference is dropped again before get_fence returns.
+      afterGet: { fence: 3, file: 1 },
+      closed: 0,
+      beforeTaskWork: { released: false, fence: 1 },
       afterClose: { released: true, fence: 0, freed: true },
       late: null,
     });
     expect(k.findings.map((f) => [f.code, f.message])).toEqual([
-      ['refcount', 'fput on tl#1:sync_file#1 with no reference left'],
+      ['refcount', 'fput on tl#1:sync_file#1->file with no reference left'],
     ]);
+  });
+
+  it('sync_file_get_fence: NULL for an empty fd, and for a file that is not a sync_file (its fget reference dropped)', () => {
+    const { result, k } = solo(function* (t, k) {
+      const other = alloc_file_pseudo(k, 'other', { name: 'test_fops' }, new Thing(k, 'other:data'));
+      const fd = yield* get_unused_fd_flags(t, 0);
+      yield* fd_install(t, fd, other);
+      return {
+        empty: yield* sync_file_get_fence(t, fd + 1),
+        negative: yield* sync_file_get_fence(t, -1),
+        notSync: yield* sync_file_get_fence(t, fd),
+        count: other.f_count,
+      };
+    });
+    expect(result).toEqual({ empty: null, negative: null, notSync: null, count: 1 });
+    expect(k.findings).toEqual([]);
   });
 });
 
@@ -108,9 +152,11 @@ describe('DMA_BUF_IOCTL_EXPORT_SYNC_FILE / IMPORT_SYNC_FILE ([C9])', () => {
         i0: yield* dma_buf_import_sync_file(t, buf, 0, sf),
         i4: yield* dma_buf_import_sync_file(t, buf, 4, sf),
         fences: resvFences(buf),
+        // Only the sw_sync fence's fd: a refused export allocates none.
+        fds: current_files(t).fd.filter((f) => f).length,
       };
     });
-    expect(result).toEqual({ e0: -EINVAL, e4: -EINVAL, i0: -EINVAL, i4: -EINVAL, fences: [] });
+    expect(result).toEqual({ e0: -EINVAL, e4: -EINVAL, i0: -EINVAL, i4: -EINVAL, fences: [], fds: 1 });
     expect(k.findings).toEqual([]);
   });
 
@@ -126,9 +172,11 @@ describe('DMA_BUF_IOCTL_EXPORT_SYNC_FILE / IMPORT_SYNC_FILE ([C9])', () => {
       // READ flag: usage_rw(false) = WRITE fences only; WRITE flag: readers and writers.
       const forRead = yield* dma_buf_export_sync_file(t, buf, DMA_BUF_SYNC_READ);
       const forWrite = yield* dma_buf_export_sync_file(t, buf, DMA_BUF_SYNC_WRITE);
-      const files = [none, forRead, forWrite, w, r];
-      if (!files.every((f): f is SyncFile => !isErr(f))) throw new Error('export failed');
-      return files;
+      const fds = [none, forRead, forWrite, w, r];
+      if (fds.some((fd) => fd < 0)) throw new Error('export failed');
+      // Each at a new fd of the process, the lowest free one.
+      expect(fds).toEqual([0, 3, 4, 1, 2]);
+      return fds.map((fd) => syncFileAt(t, fd));
     });
     const [none, forRead, forWrite, w, r] = result as [SyncFile, SyncFile, SyncFile, SyncFile, SyncFile];
     expect(none.fence.name).toBe('dma_fence_stub');
@@ -139,17 +187,19 @@ describe('DMA_BUF_IOCTL_EXPORT_SYNC_FILE / IMPORT_SYNC_FILE ([C9])', () => {
     expect(k.findings).toEqual([]);
   });
 
-  it('import: adds at WRITE or READ, takes a reference and gives back its own; a released sync_file is -EINVAL', () => {
+  it('import: adds at WRITE or READ, takes a reference and gives back its own; a closed sync_file fd is -EINVAL', () => {
     const { result, k } = solo(function* (t) {
       const buf = yield* exportBuf(t);
       const a = yield* sw_sync_ioctl_create_fence(t, sync_timeline_create(t.k, 'tl'), 1);
       // Another timeline: a later point of the same context would replace the first entry ([R4]).
       const b = yield* sw_sync_ioctl_create_fence(t, sync_timeline_create(t.k, 'tl2'), 2);
+      const [fa, fb] = [syncFileAt(t, a).fence, syncFileAt(t, b).fence];
       const ra = yield* dma_buf_import_sync_file(t, buf, DMA_BUF_SYNC_READ, a);
       const rb = yield* dma_buf_import_sync_file(t, buf, DMA_BUF_SYNC_RW, b);
-      yield* sync_file_fput(t, a);
+      yield* close_fd(t, a);
+      yield* task_work_run(t);
       const closed = yield* dma_buf_import_sync_file(t, buf, DMA_BUF_SYNC_WRITE, a);
-      return { ra, rb, closed, fences: resvFences(buf), refs: [a.fence.refcount, b.fence.refcount] };
+      return { ra, rb, closed, fences: resvFences(buf), refs: [fa.refcount, fb.refcount] };
     });
     expect(result).toEqual({
       ra: 0,
@@ -173,7 +223,7 @@ describe('DMA_BUF_IOCTL_EXPORT_SYNC_FILE / IMPORT_SYNC_FILE ([C9])', () => {
         yield* dma_buf_import_sync_file(t, buf, DMA_BUF_SYNC_WRITE, yield* sw_sync_ioctl_create_fence(t, tl, 1));
         yield* dma_buf_import_sync_file(t, buf, DMA_BUF_SYNC_READ, yield* sw_sync_ioctl_create_fence(t, tl, 2));
         const arr = yield* dma_buf_export_sync_file(t, buf, DMA_BUF_SYNC_WRITE);
-        if (isErr(arr)) throw new Error('export failed');
+        if (arr < 0) throw new Error('export failed');
         const r = yield* dma_buf_import_sync_file(t, buf, DMA_BUF_SYNC_READ, arr, unwrap);
         return { r, fences: resvFences(buf).map(([n]) => n) };
       });
@@ -311,6 +361,24 @@ describe('sw_sync ([C9])', () => {
     }, k);
     expect(k.findings.map((f) => f.code)).toContain('deadlock');
     expect(k.findings.find((f) => f.code === 'deadlock')?.message).toContain('drv->lock');
+  });
+
+  it('the timeline is its debugfs file: closing the last fd runs sw_sync_debugfs_release from task work', () => {
+    const { result, k } = solo(function* (t, k) {
+      const file = sw_sync_debugfs_open(k, 'tl');
+      const tl = file.private_data as SyncTimeline;
+      const fd = yield* get_unused_fd_flags(t, 0);
+      yield* fd_install(t, fd, file);
+      const pfd = yield* sw_sync_ioctl_create_fence(t, tl, 5);
+      const p = syncFileAt(t, pfd).fence;
+      yield* close_fd(t, fd);
+      const before = p.signaled;
+      yield* task_work_run(t);
+      return { fops: file.f_op === sw_sync_debugfs_fops, before, signaled: p.signaled, error: p.error, kref: tl.kref };
+    });
+    // The point's own reference still held by its sync_file: kref 1.
+    expect(result).toEqual({ fops: true, before: false, signaled: true, error: -ENOENT, kref: 1 });
+    expect(k.findings).toEqual([]);
   });
 
   it('closing the timeline signals every pending point with -ENOENT', () => {
