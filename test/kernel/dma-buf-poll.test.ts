@@ -20,7 +20,6 @@ import {
   type DmaBuf,
   type DmaFence,
   type DmaResvUsage,
-  dma_buf_export,
   dma_buf_poll,
   dma_buf_put,
   dma_fence_init,
@@ -45,39 +44,20 @@ import {
   fput,
   get_dma_buf,
   get_unused_fd_flags,
-  isErr,
   Kernel,
   type KGen,
   KObject,
   O_CLOEXEC,
   type OpArgs,
-  SgTable,
   type SyncFile,
   type Task,
   task_work_run,
 } from '../../src/index.ts';
 import { compile } from '../../src/scenario/compile.ts';
 import { check, codes, expectBug, expectSafe, first, fromYaml } from '../helpers.ts';
-import { solo } from './harness.ts';
+import { exportBuf, solo } from './harness.ts';
 
 const FENCE_OPS = { driverName: 'test', timelineName: 'test' };
-
-function* exportBuf(t: Task): KGen<DmaBuf> {
-  const b = yield* dma_buf_export(t, 'bo', {
-    exp_name: 'test',
-    pages: 1,
-    priv: null,
-    ops: {
-      *map_dma_buf(_t, a, dir) {
-        return new SgTable(a, dir, []);
-      },
-      *unmap_dma_buf() {},
-      *release() {},
-    },
-  });
-  if (isErr(b)) throw new Error('export failed');
-  return b;
-}
 
 /** Adds a new unsignalled fence to the buffer's resv at `usage`. */
 function* addFence(t: Task, buf: DmaBuf, usage: DmaResvUsage, name: string): KGen<DmaFence> {

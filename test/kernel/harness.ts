@@ -1,4 +1,7 @@
 /** Runs model code directly, without a scenario: one task alone, or several under the explorer. */
+import { type DmaBuf, dma_buf_export } from '../../src/kernel/dma-buf.ts';
+import { SgTable } from '../../src/kernel/dma-buf-ops.ts';
+import { isErr } from '../../src/kernel/errno.ts';
 import { Kernel } from '../../src/kernel/kernel.ts';
 import type { KGen, Task } from '../../src/kernel/sched.ts';
 
@@ -26,4 +29,22 @@ export function runUntilBlocked(t: Task, gen: KGen<unknown>): boolean {
     r = gen.next();
   }
   return true;
+}
+
+/** A one-page buffer named `bo` whose exporter maps nothing and releases nothing. */
+export function* exportBuf(t: Task): KGen<DmaBuf> {
+  const b = yield* dma_buf_export(t, 'bo', {
+    exp_name: 'test',
+    pages: 1,
+    priv: null,
+    ops: {
+      *map_dma_buf(_t, a, dir) {
+        return new SgTable(a, dir, []);
+      },
+      *unmap_dma_buf() {},
+      *release() {},
+    },
+  });
+  if (isErr(b)) throw new Error('export failed');
+  return b;
 }

@@ -18,7 +18,6 @@ import {
   DMA_RESV_USAGE_WRITE,
   type DmaBuf,
   type DmaFence,
-  dma_buf_export,
   dma_buf_export_sync_file,
   dma_buf_import_sync_file,
   dma_fence_add_callback,
@@ -32,14 +31,11 @@ import {
   fd_install,
   fput,
   get_unused_fd_flags,
-  isErr,
   Kernel,
-  type KGen,
   KObject,
   Lock,
   lock_acquire,
   lock_release,
-  SgTable,
   type SyncFile,
   type SyncTimeline,
   spin_lock_in_step,
@@ -57,24 +53,7 @@ import {
   task_work_run,
 } from '../../src/index.ts';
 import { check, expectBug, expectSafe, first, fromYaml } from '../helpers.ts';
-import { solo } from './harness.ts';
-
-function* exportBuf(t: Task): KGen<DmaBuf> {
-  const b = yield* dma_buf_export(t, 'bo', {
-    exp_name: 'test',
-    pages: 1,
-    priv: null,
-    ops: {
-      *map_dma_buf(_t, a, dir) {
-        return new SgTable(a, dir, []);
-      },
-      *unmap_dma_buf() {},
-      *release() {},
-    },
-  });
-  if (isErr(b)) throw new Error('export failed');
-  return b;
-}
+import { exportBuf, solo } from './harness.ts';
 
 const resvFences = (buf: DmaBuf) => buf.resv.fences.entries.map((e) => [e.fence.name, e.usage]);
 
