@@ -27,6 +27,7 @@ import { handleSignals, interrupted } from './interrupt.ts';
 import type { OutputFlags } from './output-options.ts';
 import { CheckOutputs, replayHtml } from './outputs.ts';
 import { progressLine } from './progress.ts';
+import { STALL_MS, superviseCheck } from './supervise.ts';
 
 const CATALOGUE = fileURLToPath(new URL('../../scenarios', import.meta.url));
 
@@ -71,6 +72,8 @@ export interface CheckCliOptions extends OutputFlags {
   json?: boolean;
   maxExecutions?: number;
   timeout?: number;
+  /** Seconds without a step before a driver module's op counts as stalled (supervised checks). */
+  stallTimeout?: number;
   seed?: number;
   strategy?: Strategy;
   color?: boolean;
@@ -159,17 +162,33 @@ export async function runCheck(paths: string[], o: CheckCliOptions, handover?: H
       const workers = o.workers ?? availableParallelism();
       const strategy = o.strategy ?? spec.explore.strategy ?? 'dfs';
       const r =
-        !o.count && SPLIT_STRATEGIES.has(strategy)
-          ? await checkScenarioAsync(spec, name, {
-              ...checkOpts,
-              explore: async (program, eo) =>
-                (await import('./workers.ts')).exploreSplit(file, text, eo, workers, {
-                  name,
-                  program,
-                  ...smallFirstFromEnv(),
-                }),
-            })
-          : checkScenario(spec, name, checkOpts);
+        modules.size > 0
+          ? // A driver module may loop without yielding: the check runs in a watched worker thread.
+            await superviseCheck(
+              spec,
+              file,
+              name,
+              text,
+              {
+                ...(o.maxExecutions !== undefined ? { maxExecutions: o.maxExecutions } : {}),
+                ...(o.timeout !== undefined ? { deadlineEpoch: Date.now() + o.timeout * 1000 } : {}),
+                ...(o.seed !== undefined ? { seed: o.seed } : {}),
+                ...(o.strategy ? { strategy: o.strategy } : {}),
+                ...(o.count ? { count: true } : {}),
+              },
+              (o.stallTimeout ?? STALL_MS / 1000) * 1000,
+            )
+          : !o.count && SPLIT_STRATEGIES.has(strategy)
+            ? await checkScenarioAsync(spec, name, {
+                ...checkOpts,
+                explore: async (program, eo) =>
+                  (await import('./workers.ts')).exploreSplit(file, text, eo, workers, {
+                    name,
+                    program,
+                    ...smallFirstFromEnv(),
+                  }),
+              })
+            : checkScenario(spec, name, checkOpts);
       progress.clear();
       results.push(r);
       if (!o.json) out.write(`${renderResult(r, { file: name }, c)}\n${countLine(r)}`);

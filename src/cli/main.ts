@@ -62,6 +62,11 @@ function buildProgram(setExit: (code: number) => void, handover: Handover | unde
       positiveInt('--max-executions'),
     )
     .option('--timeout <seconds>', 'stop exploring a scenario after this many seconds (verdict unknown)', seconds)
+    .option(
+      '--stall-timeout <seconds>',
+      'a scenario naming a driver module: stop it when an op makes no step for this long (default 10; verdict unknown)',
+      seconds,
+    )
     .option('--seed <n>', 'seed of the random strategy', nonNegInt('--seed'))
     .addOption(
       new Option(

@@ -6,7 +6,9 @@
  * (scripts/build-cli.mjs); from the sources it runs through tsx.
  */
 import { parentPort, workerData } from 'node:worker_threads';
+import { type CheckResult, checkScenario } from '../check.ts';
 import { NondeterminismError } from '../explorer/dfs.ts';
+import { heartbeat } from '../explorer/execution.ts';
 import type { ExploreOptions, Strategy } from '../explorer/explore.ts';
 import type { Program } from '../explorer/program.ts';
 import { type ChunkResult, exploreChunk, exploreUnit, type UnitResult, type WorkUnit } from '../explorer/units.ts';
@@ -96,5 +98,56 @@ async function serve(init: WorkerInit): Promise<void> {
   post({ type: 'ready' });
 }
 
-const init = workerData as WorkerInit | undefined;
-if (parentPort && init && init.dmabufCheckWorker === 1) void serve(init);
+/**
+ * A supervised check (src/cli/supervise.ts): the whole check of a scenario
+ * that names a driver module, here, while the main thread watches the
+ * heartbeat for an op that stops making steps.
+ */
+export interface SupervisedInit {
+  readonly dmabufCheckSupervised: 1;
+  readonly file: string;
+  readonly name: string;
+  readonly text: string;
+  readonly opts: SupervisedOptions;
+  /** The heartbeat's shared memory (three int32: steps, task index, op index). */
+  readonly beat: SharedArrayBuffer;
+}
+
+/** The check options that cross to the supervised worker (no callbacks; the deadline as wall-clock time). */
+export interface SupervisedOptions {
+  readonly maxExecutions?: number;
+  readonly deadlineEpoch?: number;
+  readonly seed?: number;
+  readonly strategy?: Strategy;
+  readonly count?: boolean;
+}
+
+export type FromSupervised =
+  | { readonly type: 'check'; readonly result: CheckResult }
+  | { readonly type: 'error'; readonly error: WorkerError };
+
+async function supervised(init: SupervisedInit): Promise<void> {
+  const port = parentPort;
+  if (!port) return;
+  const post = (m: FromSupervised) => port.postMessage(m);
+  try {
+    const modules = await loadDriverModules(init.file, init.text);
+    const spec = loadScenario(init.text, init.name, { modules });
+    const o = init.opts;
+    heartbeat.beat = new Int32Array(init.beat);
+    const result = checkScenario(spec, init.name, {
+      ...(o.maxExecutions !== undefined ? { maxExecutions: o.maxExecutions } : {}),
+      ...(o.deadlineEpoch !== undefined ? { timeoutMs: o.deadlineEpoch - Date.now() } : {}),
+      ...(o.seed !== undefined ? { seed: o.seed } : {}),
+      ...(o.strategy !== undefined ? { strategy: o.strategy } : {}),
+      ...(o.count ? { count: true } : {}),
+    });
+    post({ type: 'check', result });
+  } catch (e) {
+    post({ type: 'error', error: serialise(e) });
+  }
+}
+
+const init = workerData as WorkerInit | SupervisedInit | undefined;
+if (parentPort && init && 'dmabufCheckWorker' in init && init.dmabufCheckWorker === 1) void serve(init);
+if (parentPort && init && 'dmabufCheckSupervised' in init && init.dmabufCheckSupervised === 1) void supervised(init);

@@ -34,10 +34,10 @@ import { loadScenario } from '../scenario/load-yaml.ts';
 import { loadDriverModules } from './files.ts';
 import { interrupted, onInterrupt } from './interrupt.ts';
 import { UsageError } from './usage-error.ts';
-import type { FromWorker, ToWorker, UnitRunOptions, WorkerError, WorkerInit } from './worker.ts';
+import type { FromWorker, SupervisedInit, ToWorker, UnitRunOptions, WorkerError, WorkerInit } from './worker.ts';
 
 /** A worker thread: the bundled worker.js next to the running chunk, or worker.ts through tsx from the sources. */
-function startWorker(init: WorkerInit): Worker {
+export function startWorker(init: WorkerInit | SupervisedInit): Worker {
   const here = import.meta.url;
   if (!/\.ts$/.test(new URL(here).pathname)) return new Worker(new URL('./worker.js', here), { workerData: init });
   // From the sources: the worker registers tsx (as bin/dmabuf-check.js does) before importing worker.ts.
@@ -47,7 +47,7 @@ function startWorker(init: WorkerInit): Worker {
   return new Worker(boot, { eval: true, workerData: init });
 }
 
-function revive(e: WorkerError): Error {
+export function revive(e: WorkerError): Error {
   switch (e.kind) {
     case 'scenario':
       return new ScenarioError(e.issues);

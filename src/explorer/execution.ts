@@ -20,10 +20,12 @@ export type ExecStatus = 'complete' | 'deadlock' | 'abandoned' | 'setup-failed' 
  * A thread that ran away: its op threw (`driver-error`: a bug in a driver
  * module, or in the model, never a finding about the modelled kernel) or it
  * was still running at the step bound (`step-limit`: an op that yields for
- * ever, or a scenario whose executions are longer than the bound).
+ * ever, or a scenario whose executions are longer than the bound), or
+ * (`stall`, seen by the command line's watchdog) it stopped making steps: an
+ * op that loops without yielding.
  */
 export interface Runaway {
-  readonly kind: 'driver-error' | 'step-limit';
+  readonly kind: 'driver-error' | 'step-limit' | 'stall';
   /** The thread (`setup` and `teardown` included) and the op it was running ("x.go"). */
   readonly thread: string;
   readonly op: string;
@@ -86,6 +88,21 @@ export interface ExecOptions {
 
 const DEFAULT_MAX_STEPS = 100_000;
 
+/**
+ * The watchdog's view of a search running in another thread (the command
+ * line's supervised check of a scenario that names a driver module): before
+ * every step, [0] counts steps, [1] is the running task's index (0 setup,
+ * 1… the threads, then teardown) and [2] its op's index. A plain shared
+ * memory store per step; null (the default) costs one test.
+ */
+export const heartbeat: { beat: Int32Array | null } = { beat: null };
+
+function beat(b: Int32Array, t: Task): void {
+  b[0] = ((b[0] as number) + 1) | 0;
+  b[1] = t.idx;
+  b[2] = t.opIndex;
+}
+
 /** Thrown by a thread's generator: carried out of the step loop to the execution's result. */
 class ThreadThrew {
   constructor(
@@ -97,6 +114,7 @@ class ThreadThrew {
 function stepOnce(k: Kernel, t: Task, observer: StepObserver | undefined): void {
   if (observer) observer.beforeStep(k, t);
   k.step++;
+  if (heartbeat.beat !== null) beat(heartbeat.beat, t);
   let r: IteratorResult<unknown, unknown>;
   try {
     r = (t.gen as KGen).next();
@@ -109,6 +127,7 @@ function stepOnce(k: Kernel, t: Task, observer: StepObserver | undefined): void 
 
 function prime(t: Task, gen: KGen): void {
   t.gen = gen;
+  if (heartbeat.beat !== null) beat(heartbeat.beat, t);
   let r: IteratorResult<unknown, unknown>;
   try {
     r = gen.next();

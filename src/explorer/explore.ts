@@ -42,7 +42,7 @@ import type { WorkUnit } from './units.ts';
 
 export type Strategy = 'dfs' | 'optimal' | 'dpor' | 'sleep' | 'state' | 'naive' | 'random' | 'pct' | 'portfolio';
 export type Verdict = 'safe' | 'bug' | 'unknown';
-export type StopReason = 'max-executions' | 'timeout' | 'step-limit' | 'driver-error' | 'interrupted';
+export type StopReason = 'max-executions' | 'timeout' | 'step-limit' | 'driver-error' | 'stall' | 'interrupted';
 
 export interface ExploreOptions {
   readonly strategy?: Strategy;

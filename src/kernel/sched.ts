@@ -144,6 +144,8 @@ export class Task {
   readonly deferred: ((t: Task) => KGen)[] = [];
   /** The scenario op being run, for traces ("kvm.access {page: 0}"). */
   op = '';
+  /** Its index in the thread's op list (-1: none), for the watchdog of a stalled op. */
+  opIndex = -1;
   /**
    * `signal_pending(current)`: a signal is queued for this thread. Interruptible
    * waits return `-ERESTARTSYS` while it is set ([F7]). Set by the test or

@@ -319,7 +319,7 @@ export function renderRunaway(w: Runaway, c: Colors = NO_COLORS): string {
   const head =
     w.kind === 'driver-error'
       ? `  ${c.yellow('driver error')}: thread ${w.thread}${w.op ? ` (${w.op})` : ''} threw ${w.message} at step ${w.steps}; the search stopped (verdict unknown)`
-      : `  ${c.yellow('step limit')}: thread ${w.thread}${w.op ? ` (${w.op})` : ''} ${w.message}; the search stopped (verdict unknown)`;
+      : `  ${c.yellow(w.kind === 'stall' ? 'stalled' : 'step limit')}: thread ${w.thread}${w.op ? ` (${w.op})` : ''} ${w.message}; the search stopped (verdict unknown)`;
   const lines = [head];
   if (w.kstack.length) lines.push(`    in ${w.kstack.slice().reverse().join(' ← ')}`);
   if (w.stack) {
@@ -342,7 +342,7 @@ export function renderResult(r: CheckResult, ctx: ReportContext, c: Colors = NO_
       : r.stats.complete
         ? 'every interleaving covered'
         : r.runaway
-          ? `stopped: ${r.runaway.kind === 'driver-error' ? 'driver error' : 'step limit'}`
+          ? `stopped: ${r.runaway.kind === 'driver-error' ? 'driver error' : r.runaway.kind === 'stall' ? 'stalled' : 'step limit'}`
           : `stopped: ${r.stopped ?? 'limit'}`;
   const lines = [
     `${tag} ${r.name} (${ctx.file}): ${verdictWord(r, c)}, ${expectation(r)} — ${r.stats.executions} executions, ${r.stats.steps} steps, ${how}`,

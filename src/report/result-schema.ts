@@ -18,7 +18,14 @@ function all<T extends string>() {
 
 const STRATEGIES = all<Strategy>()(['dfs', 'optimal', 'dpor', 'sleep', 'state', 'naive', 'random', 'pct', 'portfolio']);
 const VERDICTS = all<Verdict>()(['safe', 'bug', 'unknown']);
-const STOP_REASONS = all<StopReason>()(['max-executions', 'timeout', 'step-limit', 'driver-error', 'interrupted']);
+const STOP_REASONS = all<StopReason>()([
+  'max-executions',
+  'timeout',
+  'step-limit',
+  'driver-error',
+  'stall',
+  'interrupted',
+]);
 /** The `error` of an `errors[]` entry: ScenarioError, UsageError, NondeterminismError. */
 const INPUT_ERRORS = ['DMABUF_SCENARIO_INVALID', 'DMABUF_USAGE', 'DMABUF_NONDETERMINISTIC'] as const;
 
@@ -70,7 +77,7 @@ export function resultSchema(): SchemaObject {
             type: 'object',
             required: ['kind', 'thread', 'op', 'steps', 'message', 'stack', 'kernel_stack'],
             properties: {
-              kind: { enum: ['driver-error', 'step-limit'] },
+              kind: { enum: ['driver-error', 'step-limit', 'stall'] },
               thread: { type: 'string' },
               op: { type: 'string' },
               steps: COUNT,

@@ -8,6 +8,7 @@
 import { apiMisuse } from '../checkers/api.ts';
 import { heldInfo } from '../checkers/lockdep.ts';
 import type { ExportedBuffer, ImporterInstance, OpArgs } from '../drivers/driver.ts';
+import { heartbeat } from '../explorer/execution.ts';
 import type { Program, World } from '../explorer/program.ts';
 import { groupsOfEqual } from '../explorer/symmetry.ts';
 import { dma_buf_put, get_dma_buf, leak } from '../kernel/dma-buf.ts';
@@ -124,8 +125,15 @@ class ScenarioWorld implements World {
   *thread(i: number, t: Task): KGen {
     const spec = this.spec.threads[i];
     if (!spec) return;
-    for (const op of spec.ops) {
+    for (const [j, op] of spec.ops.entries()) {
       t.op = op.text;
+      t.opIndex = j;
+      // The watchdog must know the op even if it never reaches a step.
+      const b = heartbeat.beat;
+      if (b !== null) {
+        b[1] = t.idx;
+        b[2] = j;
+      }
       yield* this.call(t, op);
       // task_work_run() on the way back to user space (deferred fput).
       while (t.deferred.length > 0) yield* (t.deferred.shift() as (t: Task) => KGen)(t);

@@ -3,7 +3,9 @@
  * returns, stops the search with verdict `unknown` and a record of which
  * thread and op ran away — never a finding about the modelled kernel, never
  * `safe`, never an internal error — in the library, the split and randomised
- * searches, and the command line.
+ * searches, and the command line, whose watchdog also stops an op that loops
+ * without yielding (a scenario naming a driver module runs in a watched
+ * worker thread).
  */
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -68,6 +70,16 @@ describe('on the command line', () => {
     expect(run.stdout).toContain('driver error: thread a (x.go) threw TypeError: runaway-driver: broken op');
     expect(run.stdout).toMatch(/at misbehave .*runaway-driver\.ts/);
     expect(run.stdout).not.toContain('internal error');
+    expect(run.stderr).toBe('');
+  });
+
+  it('an op that loops without yielding: the watchdog stops it (stall), naming the thread and op', () => {
+    const run = runCli([path.join(DIR, 'runaway-spin.yaml'), '--stall-timeout', '2', '--json']);
+    expect(run.code).toBe(1);
+    const r = JSON.parse(run.stdout).results[0];
+    expect(r.verdict).toBe('unknown');
+    expect(r.stats.stopped).toBe('stall');
+    expect(r.runaway).toMatchObject({ kind: 'stall', thread: 'a', op: 'x.go' });
     expect(run.stderr).toBe('');
   });
 
