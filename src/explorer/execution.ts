@@ -91,16 +91,26 @@ function advanceClock(k: Kernel, blocked: readonly Task[]): boolean {
   return true;
 }
 
-/** Runs one task alone to its end; false when it blocked (the rest is stuck). */
-function runAlone(k: Kernel, t: Task, gen: KGen, observer: StepObserver | undefined, maxSteps: number): boolean {
+/**
+ * Runs one task alone to its end: `blocked` when it cannot go on (the rest is
+ * stuck), `step-limit` when it ran more than `maxSteps` steps — a limit of
+ * the search, not a deadlock of the kernel, so not reported as one.
+ */
+function runAlone(
+  k: Kernel,
+  t: Task,
+  gen: KGen,
+  observer: StepObserver | undefined,
+  maxSteps: number,
+): 'done' | 'blocked' | 'step-limit' {
   prime(t, gen);
   let n = 0;
   while (!t.done) {
-    if (!runnable(t) && !(advanceClock(k, [t]) && runnable(t))) return false;
-    if (++n > maxSteps) return false;
+    if (!runnable(t) && !(advanceClock(k, [t]) && runnable(t))) return 'blocked';
+    if (++n > maxSteps) return 'step-limit';
     stepOnce(k, t, observer);
   }
-  return true;
+  return 'done';
 }
 
 export function runExecution(program: Program, source: ChoiceSource, opts: ExecOptions = {}): ExecResult {
@@ -131,7 +141,9 @@ export function runExecution(program: Program, source: ChoiceSource, opts: ExecO
   });
 
   const setup = k.newTask('setup');
-  if (!runAlone(k, setup, world.setup(setup), observer, maxSteps)) {
+  const set = runAlone(k, setup, world.setup(setup), observer, maxSteps);
+  if (set === 'step-limit') return finish('step-limit');
+  if (set === 'blocked') {
     reportDeadlock(k, [setup]);
     return finish('setup-failed');
   }
@@ -189,7 +201,9 @@ export function runExecution(program: Program, source: ChoiceSource, opts: ExecO
 
   source.finish?.(state);
   const down = k.newTask('teardown');
-  if (!runAlone(k, down, world.teardown(down), observer, maxSteps)) {
+  const tore = runAlone(k, down, world.teardown(down), observer, maxSteps);
+  if (tore === 'step-limit') return finish('step-limit');
+  if (tore === 'blocked') {
     reportDeadlock(k, [down]);
     return finish('deadlock');
   }

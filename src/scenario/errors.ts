@@ -55,6 +55,10 @@ export function nearest(word: string, candidates: Iterable<string>): string | nu
   let best: string | null = null;
   let bestD = Number.POSITIVE_INFINITY;
   for (const c of all) {
+    // A candidate whose length differs by more than the allowance cannot be
+    // close (the distance is at least the difference); skipping it keeps a
+    // megabyte-long word from costing a megabyte-sized table per candidate.
+    if (Math.abs(w.length - c.length) > Math.max(1, Math.floor(Math.max(w.length, c.length) / 3))) continue;
     const d = distance(w, c.toLowerCase());
     if (d < bestD) {
       bestD = d;
