@@ -39,6 +39,7 @@ export {
   type Verdict,
 } from './explorer/explore.ts';
 export type { Program, World } from './explorer/program.ts';
+export { ReplayMismatchError } from './explorer/replay.ts';
 export { decodeToken, encodeToken, type ReplayToken, TokenError } from './explorer/token.ts';
 export * from './kernel/dma-buf.ts';
 export * from './kernel/dma-buf-ops.ts';
@@ -68,5 +69,6 @@ export { compile, scenarioHash } from './scenario/compile.ts';
 export { ScenarioError, type ScenarioIssue } from './scenario/errors.ts';
 export { driverModuleRefs, loadScenario } from './scenario/load-yaml.ts';
 export type { ScenarioSpec } from './scenario/spec.ts';
+export { loadTrace, TraceError } from './trace/load.ts';
 export { replayToken } from './trace/replay.ts';
 export { TRACE_FORMAT, TRACE_VERSION, type Trace, type TraceStep } from './trace/trace.ts';

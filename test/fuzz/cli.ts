@@ -143,8 +143,11 @@ function pathPart(n: number): fc.Arbitrary<Part> {
           'chekc',
           'replya',
           '../empty-dir',
-          '/dev/null',
           '../huge.yaml',
+          '/dev/null',
+          // Endless: read up to a bound, then refused.
+          '/dev/zero',
+          '/dev/urandom',
         )
         .map((p): Part => ({ args: [p], bad: true })),
     },
@@ -236,7 +239,7 @@ const checkOptionArb: fc.Arbitrary<Part> = fc.oneof(
 const replayArb: fc.Arbitrary<Part[]> = fc
   .record({
     scenario: fc.nat(),
-    fileKind: fc.constantFrom('catalogue', 'catalogue', 'catalogue', 'generated', 'missing', 'dir'),
+    fileKind: fc.constantFrom('catalogue', 'catalogue', 'catalogue', 'generated', 'missing', 'dir', '/dev/zero'),
     bytes: fileBytesArb,
     tokens: fc.array(fc.oneof(tokenTextArb, fc.constant('own')), { maxLength: 3 }),
     options: fc.array(
@@ -279,7 +282,8 @@ const replayArb: fc.Arbitrary<Part[]> = fc
       }
       parts.push({ args: [name], bad, files: [{ kind: 'file', name, bytes: x.bytes }], refused: bad ? [name] : [] });
     } else {
-      parts.push({ args: [x.fileKind === 'missing' ? 'missing.yaml' : '../empty-dir'], bad: true });
+      const p = x.fileKind === 'missing' ? 'missing.yaml' : x.fileKind === 'dir' ? '../empty-dir' : x.fileKind;
+      parts.push({ args: [p], bad: true });
     }
     // The tokens replay (in-process) or not: the last is traced, the others run first.
     let tokenBad = tokens.length === 0;

@@ -12,7 +12,7 @@ import { compile } from '../../src/scenario/compile.ts';
 import { nearest, ScenarioError, type ScenarioIssue } from '../../src/scenario/errors.ts';
 import { loadScenario, MAX_ISSUES, MAX_NESTING } from '../../src/scenario/load-yaml.ts';
 import { replayToken } from '../../src/trace/replay.ts';
-import { CATALOGUE } from '../helpers.ts';
+import { CATALOGUE, runCli } from '../helpers.ts';
 
 function issuesOf(text: string): readonly ScenarioIssue[] {
   try {
@@ -144,5 +144,21 @@ describe('the explorer', () => {
       expect(r.stopped).toBe('step-limit');
     }
     expect(explore(p, { maxExecutions: 100 }).verdict).toBe('safe');
+  });
+});
+
+describe('the command line', () => {
+  it('/dev/zero as a scenario: refused after reading 4 MiB (it was read into memory until the machine gave out)', () => {
+    const r = runCli(['/dev/zero', '/dev/null']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('/dev/zero:1:1: file is over 4194304 bytes; a scenario may be at most 1048576');
+    expect(r.stderr).toContain('/dev/null:1:1: the file is empty');
+  });
+
+  it('a token naming thread #33: exit 2 with the reason, not an internal error', () => {
+    const p = mmap();
+    const r = runCli(['replay', MMAP, '--token', `dc1.${p.hash}.aG`]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/^dmabuf-check: at step 2 the token runs thread #33, but the scenario has 2 threads/);
   });
 });

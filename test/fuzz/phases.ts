@@ -99,7 +99,8 @@ export function cliPhase(root: string): AsyncPhase<CliInput> {
 
 export interface Failure {
   readonly kind: ViolationKind | 'harness';
-  /** The run that failed first (0-based): `FUZZ_SEED=… ` and fast-check's `path` replay it. */
+  /** The seed and the run (0-based) that failed first: fast-check's `seed` and `path` replay it. */
+  readonly seed: number;
   readonly index: number;
   readonly message: string;
   /** The input, shrunk by fast-check (fc.stringify). */
@@ -141,7 +142,12 @@ function record(r: PhaseResult, e: unknown, index: number): void {
   else if (kind === 'hang') r.hangs++;
   else r.badErrors++;
   if (!r.failures.some((f) => f.kind === kind)) {
-    r.failures.push({ kind, index, message: v ? v.message : `the fuzz harness itself threw: ${String(e)}` });
+    r.failures.push({
+      kind,
+      seed: r.seed,
+      index,
+      message: v ? v.message : `the fuzz harness itself threw: ${String(e)}`,
+    });
   }
 }
 
@@ -289,6 +295,6 @@ export async function runAsyncPhase<T>(p: AsyncPhase<T>, numRuns: number, seed: 
 export function describeFailures(r: PhaseResult): string[] {
   return r.failures.map(
     (f) =>
-      `${r.name} ${f.kind} (run ${f.index}, seed ${r.seed}): ${f.message}${f.input ? `\n  input: ${f.input.length > 2000 ? `${f.input.slice(0, 2000)}… (${f.input.length} characters)` : f.input}` : ''}`,
+      `${r.name} ${f.kind} (run ${f.index}, seed ${f.seed}): ${f.message}${f.input ? `\n  input: ${f.input.length > 2000 ? `${f.input.slice(0, 2000)}… (${f.input.length} characters)` : f.input}` : ''}`,
   );
 }
