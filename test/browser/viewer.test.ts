@@ -6,13 +6,14 @@
  * scenario whose names are markup (shown as text, nothing runs). Screenshots
  * go to ARTIFACTS.
  */
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { VIEWER_PAGE } from '../../src/cli/outputs.ts';
+import { embedTrace } from '../../src/report/html-embed.ts';
 import type { Trace } from '../../src/trace/trace.ts';
 import { runCli } from '../helpers.ts';
 import { ARG_VALUE, LOCK_NAME, STEP_NAME } from '../report/fixtures/markup-driver.ts';
@@ -214,6 +215,30 @@ describe.skipIf(!HAVE_CHROMIUM)('trace viewer (Chromium, file://)', () => {
     expect(dialogs).toEqual([]);
     expect(await page.evaluate('window.__pwned ?? null')).toBeNull();
     await page.close();
+  });
+
+  it('a trace it cannot show (a newer version, a field of another type): the reason, with where', async () => {
+    const { trace } = report(FENCES, 'fences-v');
+    const page0 = readFileSync(VIEWER_PAGE, 'utf8');
+    const cases: [string, unknown, RegExp][] = [
+      ['newer', { ...trace, version: 3 }, /trace format version 3 is newer than this dmabuf-check reads \(1 to 2\)/],
+      [
+        'wrong-type',
+        { ...trace, steps: [{ ...trace.steps[0], kind: 7 }] },
+        /steps\[0\]\.kind: expected one of read, write/,
+      ],
+    ];
+    for (const [name, t, message] of cases) {
+      const html = path.join(tmp, `${name}.html`);
+      writeFileSync(html, embedTrace(page0, t as Trace));
+      const page = await browser.newPage();
+      await page.goto(pathToFileURL(html).href);
+      const text = (await page.locator('#app').textContent()) ?? '';
+      expect(text).toMatch(/^This page's trace cannot be shown: the embedded trace:1:\d+: /);
+      expect(text).toMatch(message);
+      expect(await page.getByTestId('viewer').count()).toBe(0);
+      await page.close();
+    }
   });
 
   it('made no network request', () => {
