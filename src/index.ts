@@ -39,6 +39,7 @@ export {
   type Verdict,
 } from './explorer/explore.ts';
 export type { Program, World } from './explorer/program.ts';
+export { ReplayMismatchError } from './explorer/replay.ts';
 export { decodeToken, encodeToken, type ReplayToken, TokenError } from './explorer/token.ts';
 export * from './kernel/dma-buf.ts';
 export * from './kernel/dma-buf-ops.ts';
@@ -73,6 +74,8 @@ export { scenarioSchema } from './scenario/schema.ts';
 export type { ScenarioSpec } from './scenario/spec.ts';
 // Reading a trace back: format and version checked (TraceVersionError for another version).
 export { parseTrace, readTrace, TraceFormatError, TraceVersionError } from './trace/load.ts';
+// Reading a trace's JSON text with line:col positions (versions 1 and 2; the fuzzer's reference reader).
+export { loadTrace, TraceError } from './trace/load-text.ts';
 export { replayToken } from './trace/replay.ts';
 export { TRACE_FORMAT, TRACE_VERSION, type Trace, type TraceStep } from './trace/trace.ts';
 export { traceSchema } from './trace/trace-schema.ts';

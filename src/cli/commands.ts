@@ -132,7 +132,7 @@ export async function runCheck(paths: string[], o: CheckCliOptions, handover?: H
     const name = shown(file);
     let text: string;
     try {
-      text = readScenarioText(file);
+      text = readScenarioText(file, name);
       const modules = await loadDriverModules(file, text);
       const spec = loadScenario(text, name, { modules });
       const first = seen.get(spec.name);
@@ -236,7 +236,7 @@ export interface ReplayCliOptions extends OutputFlags {
 export async function runReplay(file: string, o: ReplayCliOptions, handover?: Handover): Promise<number> {
   if (handover && namesDriverModule([file])) return handover();
   const name = shown(file);
-  const text = readScenarioText(file);
+  const text = readScenarioText(file, name);
   const modules = await loadDriverModules(file, text);
   const spec = loadScenario(text, name, { modules });
   const tokens = o.token;

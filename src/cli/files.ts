@@ -2,12 +2,12 @@
  * File-system access for the command line: expanding paths to scenario
  * files, reading them, and loading driver modules named by a scenario.
  */
-import { readdirSync, readFileSync, realpathSync, statSync } from 'node:fs';
+import { closeSync, openSync, readdirSync, readSync, realpathSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { DriverDef } from '../drivers/driver.ts';
 import { nearest, ScenarioError, type ScenarioIssue } from '../scenario/errors.ts';
-import { driverModuleRefsAt } from '../scenario/load-yaml.ts';
+import { driverModuleRefsAt, MAX_SCENARIO_BYTES } from '../scenario/load-yaml.ts';
 import { UsageError } from './usage-error.ts';
 
 export { UsageError };
@@ -48,14 +48,55 @@ function walk(dir: string): string[] {
   return out;
 }
 
-export function readScenarioText(file: string): string {
-  try {
-    return readFileSync(file, 'utf8');
-  } catch (e) {
+/** Reading stops past this many bytes: a scenario is at most MAX_SCENARIO_BYTES characters, each at most 4 bytes of UTF-8. */
+export const MAX_READ_BYTES = 4 * MAX_SCENARIO_BYTES;
+
+/**
+ * The file's text (UTF-8). At most {@link MAX_READ_BYTES} are read: a
+ * gigabyte file or /dev/zero is refused (a ScenarioError at 1:1, `shown` as
+ * its name) without being read to the end.
+ */
+export function readScenarioText(file: string, shown = file): string {
+  const problem = (e: unknown): UsageError => {
     const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') throw new UsageError(`${file}: no such file`);
-    if (code === 'EISDIR') throw new UsageError(`${file} is a directory; a scenario file (*.yaml) is expected here`);
-    throw new UsageError(`${file}: cannot read: ${(e as Error).message}`);
+    if (code === 'ENOENT') return new UsageError(`${file}: no such file`);
+    if (code === 'EISDIR') return new UsageError(`${file} is a directory; a scenario file (*.yaml) is expected here`);
+    return new UsageError(`${file}: cannot read: ${(e as Error).message}`);
+  };
+  let fd: number;
+  try {
+    fd = openSync(file, 'r');
+  } catch (e) {
+    throw problem(e);
+  }
+  try {
+    const chunks: Buffer[] = [];
+    let total = 0;
+    for (;;) {
+      const chunk = Buffer.allocUnsafe(1 << 16);
+      let n: number;
+      try {
+        n = readSync(fd, chunk, 0, chunk.length, null);
+      } catch (e) {
+        throw problem(e);
+      }
+      if (n === 0) break;
+      total += n;
+      if (total > MAX_READ_BYTES) {
+        throw new ScenarioError([
+          {
+            file: shown,
+            line: 1,
+            col: 1,
+            message: `file is over ${MAX_READ_BYTES} bytes; a scenario may be at most ${MAX_SCENARIO_BYTES}`,
+          },
+        ]);
+      }
+      chunks.push(chunk.subarray(0, n));
+    }
+    return Buffer.concat(chunks).toString('utf8');
+  } finally {
+    closeSync(fd);
   }
 }
 

@@ -26,10 +26,16 @@ export class Replay implements ChoiceSource {
         `the token ends after ${this.schedule.length} steps but the scenario has more to run: it was made for a different version of the scenario`,
       );
     }
-    if (!(enabled & (1 << c))) {
-      const name = x.threads[c]?.name ?? `#${c}`;
+    // A thread index past the scenario's threads is checked before the mask:
+    // `1 << c` wraps at 32, so thread #33 would test thread #1's bit.
+    if (c >= x.threads.length) {
       throw new ReplayMismatchError(
-        `at step ${x.depth + 1} the token runs thread ${name}, which ${x.threads[c] ? 'cannot run there' : 'does not exist'}: it was made for a different version of the scenario`,
+        `at step ${x.depth + 1} the token runs thread #${c + 1}, but the scenario has ${x.threads.length} thread${x.threads.length === 1 ? '' : 's'}: the token does not fit this scenario (edited by hand?)`,
+      );
+    }
+    if (!(enabled & (1 << c))) {
+      throw new ReplayMismatchError(
+        `at step ${x.depth + 1} the token runs thread ${x.threads[c]?.name}, which cannot run there: it was made for a different version of the scenario`,
       );
     }
     return c;

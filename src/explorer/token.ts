@@ -33,7 +33,7 @@ export function decodeToken(token: string): { hash: string; schedule: number[] }
   const m = /^dc1\.([0-9a-f]{8})\.([a-zA-Z0-9]*)$/.exec(token.trim());
   if (!m) {
     throw new TokenError(
-      `not a replay token: expected "dc1.<8 hex digits>.<schedule>", as printed after "replay:" in a report, got "${token.length > 60 ? `${token.slice(0, 60)}…` : token}"`,
+      `not a replay token: expected "dc1.<8 hex digits>.<schedule>", as printed after "replay:" in a report, got ${JSON.stringify(token.length > 60 ? `${token.slice(0, 60)}…` : token)}`,
     );
   }
   const schedule: number[] = [];

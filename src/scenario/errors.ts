@@ -27,21 +27,25 @@ export function formatIssue(i: ScenarioIssue): string {
  * string alignment), for "did you mean": "kmv" is one edit from "kvm".
  */
 function distance(a: string, b: string): number {
-  const d: number[][] = Array.from({ length: a.length + 1 }, (_, i) =>
-    Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)),
-  );
+  // Three rows of the table (the one before last, for transpositions), not the whole table:
+  // a file with 80,000 unknown keys asks this half a million times.
+  const n = b.length;
+  let prev2 = new Int32Array(n + 1);
+  let prev = new Int32Array(n + 1);
+  let row = new Int32Array(n + 1);
+  for (let j = 0; j <= n; j++) prev[j] = j;
   for (let i = 1; i <= a.length; i++) {
-    const row = d[i] as number[];
-    const up = d[i - 1] as number[];
-    for (let j = 1; j <= b.length; j++) {
+    row[0] = i;
+    for (let j = 1; j <= n; j++) {
       const cost = a[i - 1] === b[j - 1] ? 0 : 1;
-      let v = Math.min((up[j] as number) + 1, (row[j - 1] as number) + 1, (up[j - 1] as number) + cost);
+      let v = Math.min((prev[j] as number) + 1, (row[j - 1] as number) + 1, (prev[j - 1] as number) + cost);
       if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1])
-        v = Math.min(v, ((d[i - 2] as number[])[j - 2] as number) + 1);
+        v = Math.min(v, (prev2[j - 2] as number) + 1);
       row[j] = v;
     }
+    [prev2, prev, row] = [prev, row, prev2];
   }
-  return (d[a.length] as number[])[b.length] as number;
+  return prev[n] as number;
 }
 
 /**
@@ -55,6 +59,10 @@ export function nearest(word: string, candidates: Iterable<string>): string | nu
   let best: string | null = null;
   let bestD = Number.POSITIVE_INFINITY;
   for (const c of all) {
+    // A candidate whose length differs by more than the allowance cannot be
+    // close (the distance is at least the difference); skipping it keeps a
+    // megabyte-long word from costing a megabyte-sized table per candidate.
+    if (Math.abs(w.length - c.length) > Math.max(1, Math.floor(Math.max(w.length, c.length) / 3))) continue;
     const d = distance(w, c.toLowerCase());
     if (d < bestD) {
       bestD = d;

@@ -10,6 +10,7 @@
 import {
   isAlias,
   isMap,
+  isPair,
   isScalar,
   isSeq,
   LineCounter,
@@ -17,7 +18,6 @@ import {
   type Pair,
   parseDocument,
   type Scalar,
-  visit,
   type YAMLError,
   type YAMLMap,
 } from 'yaml';
@@ -69,8 +69,52 @@ class Ctx {
 
   err(node: Node | Pair | null | undefined, message: string): void {
     const l = this.loc(node);
-    this.issues.push({ file: this.file, line: l.line, col: l.col, message });
+    this.issues.push({ file: this.file, line: l.line, col: l.col, message: printable(message) });
   }
+}
+
+/** At most this many problems are listed per file; the rest are counted in one last line. */
+export const MAX_ISSUES = 100;
+
+/**
+ * The issues to throw: the first {@link MAX_ISSUES}, and one more saying how
+ * many follow, at the position of the first one left out (a garbled file can
+ * have a problem on every line; the first ones are what the author fixes).
+ */
+function capped(issues: readonly ScenarioIssue[]): ScenarioIssue[] {
+  if (issues.length <= MAX_ISSUES) return [...issues];
+  const next = issues[MAX_ISSUES] as ScenarioIssue;
+  const more = issues.length - MAX_ISSUES;
+  return [
+    ...issues.slice(0, MAX_ISSUES),
+    {
+      ...next,
+      message: `${more} more problem${more === 1 ? '' : 's'} from here on, not listed; fix the ones above first`,
+    },
+  ];
+}
+
+/**
+ * A message as printed: one line (control characters and line breaks the
+ * scenario's own text brought in are escaped), names quoted in it cut at 60
+ * characters and the whole at 2,000, so a megabyte-long key is not echoed
+ * back whole.
+ */
+function printable(message: string): string {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: escaping them is the point
+  const one = message.replace(/[\u0000-\u001f\u007f\u0085\u2028\u2029]/g, (c) =>
+    c === '\n'
+      ? '\\n'
+      : c === '\t'
+        ? '\\t'
+        : c === '\r'
+          ? '\\r'
+          : `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
+  );
+  if (one.length < 200) return one;
+  // Quoted names in order, each pair of quotes taken from the left.
+  const cut = one.replace(/"([^"]*)"/g, (m, q: string) => (q.length > 60 ? `"${q.slice(0, 60)}…"` : m));
+  return cut.length > 2000 ? `${cut.slice(0, 2000)}…` : cut;
 }
 
 /** `o[k]` for own keys only: a scenario naming "constructor" or "__proto__" finds nothing. */
@@ -205,22 +249,67 @@ export function driverModuleRefs(text: string): string[] {
   return driverModuleRefsAt(text).map((r) => r.ref);
 }
 
-/** A YAML parse error in words a scenario author reads. */
-function yamlMessage(e: YAMLError, doc: ReturnType<typeof parseDocument>): string {
-  switch (e.code) {
-    case 'DUPLICATE_KEY': {
-      let key: string | null = null;
-      visit(doc, {
-        Pair(_, pair) {
-          if (isScalar(pair.key) && pair.key.range?.[0] === e.pos[0]) {
-            key = String(pair.key.value);
-            return visit.BREAK;
-          }
-          return undefined;
-        },
-      });
-      return `duplicate key${key === null ? '' : ` "${key}"`}: a key may appear only once in a mapping`;
+function duplicateKey(key: string | null): string {
+  return `duplicate key${key === null ? '' : ` "${key}"`}: a key may appear only once in a mapping`;
+}
+
+/**
+ * Keys that appear twice in one mapping, each at its second occurrence. The
+ * YAML parser's own check (`uniqueKeys`) compares every pair of keys of a
+ * mapping: a file of 20,000 keys took seconds, a megabyte of them minutes.
+ * Scalar keys are compared by value, as that check does.
+ */
+function duplicateKeys(doc: ReturnType<typeof parseDocument>): { pos: number; message: string }[] {
+  const out: { pos: number; message: string }[] = [];
+  eachNode(doc.contents, (node) => {
+    if (!isMap(node)) return;
+    const seen = new Set<unknown>();
+    for (const pair of node.items) {
+      if (!isScalar(pair.key)) continue;
+      const v = pair.key.value;
+      if (seen.has(v)) out.push({ pos: pair.key.range?.[0] ?? 0, message: duplicateKey(String(v)) });
+      else seen.add(v);
     }
+  });
+  return out;
+}
+
+/**
+ * Calls `f` on every node under `root`, in file order. Iterative: the
+ * `yaml` package's `visit` recurses and copies the path to every node, so a
+ * file nesting mappings 5,000 deep took seconds (quadratic in the depth) or
+ * overflowed the stack.
+ */
+function eachNode(root: unknown, f: (node: Node, depth: number) => void): void {
+  const stack: [unknown, number][] = [[root, 1]];
+  while (stack.length > 0) {
+    const [n, depth] = stack.pop() as [unknown, number];
+    if (isPair(n)) {
+      stack.push([n.value, depth], [n.key, depth]);
+    } else if (isMap(n) || isSeq(n)) {
+      f(n, depth);
+      for (let i = n.items.length - 1; i >= 0; i--) stack.push([n.items[i], depth + 1]);
+    } else if (isScalar(n) || isAlias(n)) {
+      f(n, depth);
+    }
+  }
+}
+
+/**
+ * Mappings and lists nested deeper than this are refused. A scenario needs
+ * five levels; how deep the YAML parser can go depends on the stack it runs
+ * on (a worker thread's, the command line's), so a fixed limit makes the
+ * same file load, or not, everywhere.
+ */
+export const MAX_NESTING = 32;
+
+/** A YAML parse error in words a scenario author reads. */
+function yamlMessage(e: YAMLError): string {
+  switch (e.code) {
+    case 'DUPLICATE_KEY':
+      return duplicateKey(null);
+    case 'RESOURCE_EXHAUSTION':
+      return 'mappings and lists are nested too deeply here for the YAML parser to follow; a scenario needs only a few levels';
     case 'MULTIPLE_DOCS':
       return 'a scenario file holds one YAML document, but a second one starts here ("---"); put each scenario in its own file';
     default:
@@ -246,28 +335,63 @@ export function loadScenario(text: string, file: string, opts: LoadOptions = {})
     ]);
   }
   const lc = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lc, uniqueKeys: true, prettyErrors: false });
+  // Duplicate keys are found below (duplicateKeys), in linear time.
+  const doc = parseDocument(text, { lineCounter: lc, uniqueKeys: false, prettyErrors: false });
   const c = new Ctx(file, lc);
-  for (const e of doc.errors) {
-    const p = lc.linePos(e.pos[0]);
-    c.issues.push({ file, line: p.line, col: p.col, message: yamlMessage(e, doc) });
-  }
-  if (c.issues.length) throw new ScenarioError(c.issues);
-  // Aliases would let a small file expand without bound and make every message point
-  // at the anchor; a scenario is short enough to write values out.
-  visit(doc, {
-    Alias(_, node) {
+  try {
+    const found: { pos: number; message: string }[] = [];
+    let deep = false;
+    for (const e of doc.errors) {
+      // One stack overflow is reported once, not at every level it unwound through.
+      if (e.code === 'RESOURCE_EXHAUSTION' && deep) continue;
+      if (e.code === 'RESOURCE_EXHAUSTION') deep = true;
+      found.push({ pos: e.pos[0], message: yamlMessage(e) });
+    }
+    found.push(...duplicateKeys(doc));
+    found.sort((a, b) => a.pos - b.pos);
+    for (const f of found) {
+      const p = lc.linePos(f.pos);
+      c.issues.push({ file, line: p.line, col: p.col, message: printable(f.message) });
+    }
+    if (c.issues.length) throw new ScenarioError(capped(c.issues));
+    // Aliases would let a small file expand without bound and make every message point
+    // at the anchor; a scenario is short enough to write values out.
+    let deepest: Node | null = null;
+    eachNode(doc.contents, (node, depth) => {
+      if (isAlias(node))
+        c.err(
+          node,
+          `the alias *${node.source} is not supported in a scenario; write the value out (anchors and aliases are not allowed)`,
+        );
+      if (depth > MAX_NESTING && !deepest && (isMap(node) || isSeq(node))) deepest = node;
+    });
+    if (deepest)
       c.err(
-        node,
-        `the alias *${node.source} is not supported in a scenario; write the value out (anchors and aliases are not allowed)`,
+        deepest,
+        `mappings and lists are nested more than ${MAX_NESTING} levels deep here; a scenario needs only a few levels`,
       );
-    },
-  });
-  if (c.issues.length) throw new ScenarioError(c.issues);
-  const spec = validate(c, doc.contents, opts.modules ?? new Map());
-  if (c.issues.length || !spec)
-    throw new ScenarioError(c.issues.length ? c.issues : [{ file, line: 1, col: 1, message: 'empty scenario' }]);
-  return spec;
+    if (c.issues.length) throw new ScenarioError(capped(c.issues));
+    const spec = validate(c, doc.contents, opts.modules ?? new Map());
+    if (c.issues.length || !spec)
+      throw new ScenarioError(
+        c.issues.length ? capped(c.issues) : [{ file, line: 1, col: 1, message: 'empty scenario' }],
+      );
+    return spec;
+  } catch (e) {
+    // Nesting the parser could just follow can still overflow the stack of a walk over it.
+    if (e instanceof RangeError && /call stack/i.test(e.message)) {
+      throw new ScenarioError([
+        {
+          file,
+          line: 1,
+          col: 1,
+          message:
+            'mappings and lists are nested too deeply to read; a scenario needs only a few levels (a generated file?)',
+        },
+      ]);
+    }
+    throw e;
+  }
 }
 
 interface Broken {
