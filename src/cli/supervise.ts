@@ -7,8 +7,7 @@
  * drivers are dmabuf-check's own and are checked in-process as before. The
  * result is the in-process check's (the same for any `--workers`).
  */
-import type { CheckResult } from '../check.ts';
-import { checkPlan, checkResult } from '../check.ts';
+import { type CheckResult, checkPlan, checkResult } from '../check.ts';
 import type { Runaway } from '../explorer/execution.ts';
 import type { ExploreResult } from '../explorer/explore.ts';
 import type { ScenarioSpec } from '../scenario/spec.ts';

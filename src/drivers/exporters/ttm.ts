@@ -195,9 +195,8 @@ const ttm_bo_vm_fault = kfn(
         return VM_FAULT_RETRY;
       }
     }
-    if (bo.asyncMove && !(yield* dma_resv_test_signaled(t, buf.resv, DMA_RESV_USAGE_KERNEL))) {
-      if (fault_flag_allow_retry_first(vmf.flags)) return yield* ttm_bo_vm_fault_idle_retry(t, vmf, bo, buf);
-      yield* dma_resv_wait_timeout(t, buf.resv, DMA_RESV_USAGE_KERNEL, true);
+    if (bo.asyncMove) {
+      if ((yield* ttm_bo_vm_fault_idle(t, vmf, bo, buf)) === VM_FAULT_RETRY) return VM_FAULT_RETRY;
     } else if (bo.moving) yield* dma_fence_wait(t, bo.moving, true);
     const f = bo.frames[vmf.pgoff];
     let ret = VM_FAULT_SIGBUS;
@@ -208,13 +207,21 @@ const ttm_bo_vm_fault = kfn(
 );
 
 /**
- * The first attempt's wait for a pending move, with mmap_lock dropped.
- * Locking: resv held (released here); mmap_lock held for read on entry,
- * dropped. Option `fault_retry_ref: false` forgets the BO reference: a
+ * `ttm_bo_vm_fault_idle()`: waits for a pipelined move still pending (the
+ * KERNEL fence unsignalled); 0 when idle, VM_FAULT_RETRY when it waited with
+ * mmap_lock dropped. Locking: resv and mmap_lock (read) held; on the first
+ * attempt (fault_flag_allow_retry_first) takes a BO reference, drops
+ * mmap_lock, waits, unlocks resv and puts the reference; on a retry waits with
+ * both held. Option `fault_retry_ref: false` forgets the BO reference: a
  * munmap racing the wait can then drop the last one and free the BO the
  * handler still waits on and unlocks.
  */
-function* ttm_bo_vm_fault_idle_retry(t: Task, vmf: VmFault, bo: TtmBufferObject, buf: DmaBuf): KGen<number> {
+function* ttm_bo_vm_fault_idle(t: Task, vmf: VmFault, bo: TtmBufferObject, buf: DmaBuf): KGen<number> {
+  if (yield* dma_resv_test_signaled(t, buf.resv, DMA_RESV_USAGE_KERNEL)) return 0;
+  if (!fault_flag_allow_retry_first(vmf.flags)) {
+    yield* dma_resv_wait_timeout(t, buf.resv, DMA_RESV_USAGE_KERNEL, true);
+    return 0;
+  }
   if (bo.faultRetryRef) yield* get_dma_buf(t, buf); // drm_gem_object_get
   yield* lock_release(t, vmf.vma.mm.mmap_lock, 'mmap_read_unlock');
   // bo->base.resv is dereferenced from here on: the BO must still be there.
